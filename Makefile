@@ -1,0 +1,38 @@
+# Two commands do all set-up: `make run` and `make test`. Both create .venv when needed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit format bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## Run the bot with the settings in .env / the environment
+	$(BIN)/python -m bot
+
+test: lint typecheck unit  ## Lint, type-check and run the whole test suite
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy bot storage tests bench
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)  ## Print speed and memory figures
+	$(BIN)/python -m bench.invoice_path
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Telegram bot that issues crypto-payment invoices for merchants."""

@@ -1,0 +1,115 @@
+"""Plain value types shared by services, providers and handlers (no I/O here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+
+class SenderType(StrEnum):
+    NATURAL = "natural"
+    LEGAL = "legal"
+
+
+@dataclass(frozen=True, slots=True)
+class NaturalPerson:
+    first_name: str
+    last_name: str
+    date_of_birth: dt.date
+
+
+@dataclass(frozen=True, slots=True)
+class LegalEntity:
+    legal_name: str
+    country_alpha3: str
+
+
+Sender = NaturalPerson | LegalEntity
+
+
+def sender_type_of(sender: Sender) -> SenderType:
+    return SenderType.NATURAL if isinstance(sender, NaturalPerson) else SenderType.LEGAL
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """A merchant's end customer; `reference` is the opaque end_user_reference."""
+
+    id: int
+    reference: str
+    sender: Sender
+    email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Currency:
+    code: str
+    decimals: int
+    kind: str = "fiat"  # "fiat" or "crypto"
+
+
+class EmailRule(StrEnum):
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+    UNUSED = "unused"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRequirements:
+    """What the conversation must collect for the active provider."""
+
+    sender_data: bool
+    email: EmailRule
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRequest:
+    """Everything a provider needs to create one invoice; `foreign_id` is minted by us."""
+
+    foreign_id: str
+    amount: Decimal
+    currency: str
+    title: str
+    customer: Customer | None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedInvoice:
+    provider_invoice_id: str
+    pay_url: str
+    status: str
+    raw_amount: str | None = None
+
+
+class InvoiceOutcome(StrEnum):
+    """Where one create attempt stands; only CREATING and UNKNOWN block a new attempt."""
+
+    CREATING = "creating"
+    CREATED = "created"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    VOIDED = "voided"
+
+
+@dataclass(slots=True)
+class Draft:
+    """The invoice a merchant is composing; persisted after every answer."""
+
+    id: str
+    merchant_id: int
+    chat_id: int
+    amount: Decimal | None = None
+    currency: str | None = None
+    title: str | None = None
+    customer_id: int | None = None
+    sender_type: SenderType | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    date_of_birth: dt.date | None = None
+    legal_name: str | None = None
+    country_alpha3: str | None = None
+    email: str | None = None
+    editing: bool = False
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Telegram layer: read updates, call services, render replies. No HTTP or SQL here."""

@@ -1,0 +1,209 @@
+"""Message texts and keyboards. Pure functions of data and a locale: easy to read and test."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.domain import Currency, Customer, Draft, LegalEntity, NaturalPerson, Sender, SenderType
+from bot.i18n import Texts
+from bot.services.inputs import country_name
+from bot.services.invoices import sender_of
+from storage.models import InvoiceEventRow, InvoiceRow
+
+
+def amount_text(amount: Decimal) -> str:
+    """Exact, with thin grouping, no float: 1234.5 → `1 234.5`."""
+    whole, _, fraction = format(amount, "f").partition(".")
+    grouped = f"{int(whole):,}".replace(",", "\u202f")
+    return f"{grouped}.{fraction}" if fraction else grouped
+
+
+def sender_text(t: Texts, sender: Sender) -> str:
+    if isinstance(sender, NaturalPerson):
+        return t(
+            "sender-natural-line",
+            first_name=sender.first_name,
+            last_name=sender.last_name,
+            date_of_birth=sender.date_of_birth.isoformat(),
+        )
+    assert isinstance(sender, LegalEntity)
+    return t(
+        "sender-legal-line",
+        legal_name=sender.legal_name,
+        country=f"{country_name(sender.country_alpha3)} ({sender.country_alpha3})",
+    )
+
+
+def customer_label(customer: Customer) -> str:
+    sender = customer.sender
+    if isinstance(sender, NaturalPerson):
+        label = f"{sender.first_name} {sender.last_name} · {sender.date_of_birth.isoformat()}"
+    else:
+        label = f"{sender.legal_name} · {sender.country_alpha3}"
+    return label[:60]
+
+
+def button(text: str, data: str) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text, callback_data=data)
+
+
+def cb(draft: Draft, action: str, arg: str = "") -> str:
+    """Callback data bound to one draft, so a stale button can never act on another."""
+    return f"{draft.id}|{action}|{arg}"
+
+
+def currency_keyboard(t: Texts, draft: Draft, currencies: Sequence[Currency]) -> InlineKeyboardMarkup:
+    row = [button(currency.code, cb(draft, "cur", currency.code)) for currency in currencies]
+    rows = [row[i : i + 4] for i in range(0, len(row), 4)]
+    return InlineKeyboardMarkup(rows)
+
+
+def customer_keyboard(t: Texts, draft: Draft, customers: Sequence[Customer]) -> InlineKeyboardMarkup:
+    rows = [[button(customer_label(c), cb(draft, "cus", str(c.id)))] for c in customers]
+    rows.append([button(t("button-new-customer"), cb(draft, "cus", "new"))])
+    return InlineKeyboardMarkup(rows)
+
+
+def sender_type_keyboard(t: Texts, draft: Draft) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                button(t("button-natural"), cb(draft, "st", SenderType.NATURAL.value)),
+                button(t("button-legal"), cb(draft, "st", SenderType.LEGAL.value)),
+            ]
+        ]
+    )
+
+
+def preview_text(t: Texts, draft: Draft, customer: Customer | None, note: str | None = None) -> str:
+    assert draft.amount is not None
+    lines = [
+        t("preview-title"),
+        "",
+        t("field-amount", amount=amount_text(draft.amount), currency=draft.currency),
+        t("field-title", title=draft.title),
+    ]
+    sender = customer.sender if customer is not None else sender_of(draft)
+    if sender is not None:
+        lines.append(t("field-customer"))
+        lines.append(sender_text(t, sender))
+    email = draft.email or (customer.email if customer else None)
+    if email:
+        lines.append(t("field-email", email=email))
+    if note:
+        lines += ["", note]
+    lines += ["", t("preview-hint")]
+    return "\n".join(lines)
+
+
+def preview_keyboard(t: Texts, draft: Draft, retry: bool = False) -> InlineKeyboardMarkup:
+    confirm = t("button-retry") if retry else t("button-confirm")
+    return InlineKeyboardMarkup(
+        [
+            [button(confirm, cb(draft, "confirm"))],
+            [button(t("button-edit"), cb(draft, "edit")), button(t("button-cancel"), cb(draft, "cancel"))],
+        ]
+    )
+
+
+def edit_keyboard(t: Texts, draft: Draft, with_customer: bool) -> InlineKeyboardMarkup:
+    rows = [
+        [button(t("button-edit-amount"), cb(draft, "ed", "amount")),
+         button(t("button-edit-currency"), cb(draft, "ed", "currency"))],
+        [button(t("button-edit-title"), cb(draft, "ed", "title"))],
+    ]  # fmt: skip
+    if with_customer:
+        rows[1].append(button(t("button-edit-customer"), cb(draft, "ed", "customer")))
+    rows.append([button(t("button-back"), cb(draft, "ed", "back"))])
+    return InlineKeyboardMarkup(rows)
+
+
+def status_text(t: Texts, invoice: InvoiceRow) -> str:
+    key = f"status-{invoice.status or invoice.outcome}"
+    return t(key) if key in t.catalog.keys(t.locale) | t.catalog.keys("en") else (
+        invoice.status or invoice.outcome
+    )
+
+
+def invoice_card(t: Texts, invoice: InvoiceRow, customer: Customer | None) -> str:
+    lines = [
+        t("card-title", public_id=invoice.public_id, id=invoice.id),
+        "",
+        t("field-amount", amount=amount_text(invoice.amount), currency=invoice.currency),
+        t("field-title", title=invoice.title),
+    ]
+    if customer is not None:
+        lines.append(t("field-customer"))
+        lines.append(sender_text(t, customer.sender))
+    lines.append(t("field-status", status=status_text(t, invoice)))
+    if invoice.pay_url:
+        lines.append(t("field-pay-link", url=invoice.pay_url))
+    return "\n".join(lines)
+
+
+def invoice_card_keyboard(t: Texts, invoice: InvoiceRow) -> InlineKeyboardMarkup | None:
+    if not invoice.pay_url:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(t("button-open-link"), url=invoice.pay_url)]])
+
+
+def forward_text(t: Texts, invoice: InvoiceRow) -> str:
+    return t(
+        "forward-message",
+        title=invoice.title,
+        amount=amount_text(invoice.amount),
+        currency=invoice.currency,
+        url=invoice.pay_url or "",
+    )
+
+
+def invoice_line(t: Texts, invoice: InvoiceRow) -> str:
+    return t(
+        "list-line",
+        id=invoice.id,
+        time=invoice.created_at.strftime("%Y-%m-%d %H:%M"),
+        merchant=invoice.merchant_id,
+        amount=amount_text(invoice.amount),
+        currency=invoice.currency,
+        title=invoice.title,
+        status=status_text(t, invoice),
+    )
+
+
+def invoice_list(t: Texts, rows: Sequence[InvoiceRow], page: int, pages: int) -> str:
+    if not rows:
+        return t("list-empty")
+    lines = [t("list-header", page=page + 1, pages=pages), ""]
+    lines += [invoice_line(t, row) for row in rows]
+    lines += ["", t("list-hint")]
+    return "\n".join(lines)
+
+
+def list_keyboard(t: Texts, page: int, pages: int) -> InlineKeyboardMarkup | None:
+    row = []
+    if page > 0:
+        row.append(button(t("button-prev"), f"list|{page - 1}"))
+    if page + 1 < pages:
+        row.append(button(t("button-next"), f"list|{page + 1}"))
+    return InlineKeyboardMarkup([row]) if row else None
+
+
+def invoice_details(
+    t: Texts, invoice: InvoiceRow, customer: Customer | None, events: Sequence[InvoiceEventRow]
+) -> str:
+    lines = [invoice_card(t, invoice, customer), ""]
+    lines.append(t("details-meta", provider=invoice.provider, merchant=invoice.merchant_id,
+                   provider_id=invoice.provider_invoice_id or "—",
+                   created=invoice.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")))
+    if customer is not None:
+        lines.append(t("details-reference", reference=customer.reference))
+    if invoice.error_code:
+        lines.append(t("details-error", code=invoice.error_code))
+    lines += ["", t("details-history")]
+    for event in events:
+        lines.append(t("details-event", time=event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                       kind=event.kind, status=event.status or ""))
+    return "\n".join(lines)

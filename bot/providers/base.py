@@ -1,0 +1,90 @@
+"""The one interface both payment providers implement, and the errors they raise."""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from bot.domain import CreatedInvoice, Currency, InvoiceRequest, ProviderRequirements
+
+
+class ProviderError(Exception):
+    """A failed provider call, classified so the service knows whether a retry is safe.
+
+    `definite` is True when the provider certainly created nothing (it refused the request,
+    or the request never left); False when it may have (timeout after sending, 5xx, an
+    unreadable reply). Messages never carry secrets, signatures or request bodies.
+    """
+
+    code: ClassVar[str] = "error"
+    definite: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class ProviderValidationError(ProviderError):
+    code = "validation"
+
+    def __init__(
+        self, message: str, *, fields: dict[str, str] | None = None, http_status: int | None = None
+    ) -> None:
+        super().__init__(message, http_status=http_status)
+        self.fields = fields or {}
+
+
+class ProviderAuthError(ProviderError):
+    code = "auth"
+
+
+class ProviderUnreachable(ProviderError):
+    """The request never reached the provider (DNS, refused connection, connect timeout)."""
+
+    code = "unreachable"
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx or 429: the provider may or may not have acted on the request."""
+
+    code = "unavailable"
+    definite = False
+
+
+class ProviderTimeout(ProviderError):
+    code = "timeout"
+    definite = False
+
+
+class ProviderBadResponse(ProviderError):
+    code = "bad_response"
+    definite = False
+
+
+class PaymentProvider(ABC):
+    """A payment provider as the services see it: no Telegram, no storage."""
+
+    name: ClassVar[str]
+    requirements: ClassVar[ProviderRequirements]
+
+    @abstractmethod
+    async def currencies(self) -> list[Currency]:
+        """Currencies an invoice may be issued in, with their decimal places."""
+
+    @abstractmethod
+    async def create_invoice(self, request: InvoiceRequest) -> CreatedInvoice:
+        """Create exactly one invoice for `request.foreign_id`; never retried internally."""
+
+    @abstractmethod
+    async def resolve_unknown(self, foreign_id: str, created_at: dt.datetime) -> CreatedInvoice | None:
+        """Settle an attempt whose answer was lost.
+
+        Returns the invoice if the provider has it and it can be reused, or None once the
+        provider certainly holds no payable invoice for `foreign_id`. Raises ProviderError
+        when that cannot be established yet.
+        """
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the HTTP client."""

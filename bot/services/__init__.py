@@ -1,0 +1,1 @@
+"""The merchant's use cases. No Telegram and no HTTP here: providers and storage are injected."""

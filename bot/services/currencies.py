@@ -1,0 +1,57 @@
+"""Which currencies the active provider accepts, cached, with a safe fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from bot.domain import Currency
+from bot.providers.base import PaymentProvider, ProviderError
+
+logger = logging.getLogger(__name__)
+
+# Used only when the provider's list cannot be fetched; the provider still has the last word.
+FALLBACK = (
+    Currency("EUR", 2, "fiat"),
+    Currency("USD", 2, "fiat"),
+    Currency("BTC", 8, "crypto"),
+    Currency("ETH", 8, "crypto"),
+    Currency("LTC", 8, "crypto"),
+)
+_RETRY_AFTER_FAILURE = 60.0
+
+
+class CurrencyCatalog:
+    def __init__(self, provider: PaymentProvider, *, ttl_seconds: float, common: list[str]) -> None:
+        self._provider = provider
+        self._ttl = ttl_seconds
+        self._common = common
+        self._cache: dict[str, Currency] = {}
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+
+    async def all(self) -> dict[str, Currency]:
+        async with self._lock:
+            if self._cache and time.monotonic() < self._expires:
+                return self._cache
+            try:
+                fetched = await self._provider.currencies()
+                self._cache = {currency.code: currency for currency in fetched}
+                self._expires = time.monotonic() + self._ttl
+            except ProviderError as exc:
+                logger.warning("currency list unavailable (%s); using %s", exc.code,
+                               "the cached list" if self._cache else "the built-in fallback")
+                if not self._cache:
+                    self._cache = {currency.code: currency for currency in FALLBACK}
+                self._expires = time.monotonic() + _RETRY_AFTER_FAILURE
+            return self._cache
+
+    async def get(self, code: str) -> Currency | None:
+        return (await self.all()).get(code.upper())
+
+    async def common(self) -> list[Currency]:
+        """The configured quick-pick currencies the provider actually accepts, in order."""
+        known = await self.all()
+        picks = [known[code] for code in self._common if code in known]
+        return picks or list(known.values())[:4]

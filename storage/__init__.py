@@ -1,0 +1,1 @@
+"""SQLite (or any SQLAlchemy async URL) persistence: models, engine, migrations, repositories."""

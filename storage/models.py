@@ -1,0 +1,116 @@
+"""Tables. Personal data lives only in `customer`; references and ids are random."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, Column, Index, Text, text
+from sqlmodel import Field, SQLModel
+
+from storage.types import DecimalText, UTCDateTime, utcnow
+
+# Attempts in these outcomes may still be (or become) payable at the provider,
+# so a draft may hold at most one of them: the guard against double creation.
+LIVE_OUTCOMES = ("creating", "created", "unknown")
+
+
+class CustomerRow(SQLModel, table=True):
+    __tablename__ = "customer"
+    __table_args__ = (
+        Index("ix_customer_merchant_lookup", "merchant_id", "lookup_key", unique=True),
+        Index("ix_customer_merchant_used", "merchant_id", "last_used_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    merchant_id: int = Field(sa_type=BigInteger)
+    reference: str = Field(max_length=64, unique=True)
+    # Keyed digest of the normalised sender data: finds a returning customer without a
+    # plaintext index over names; never sent anywhere.
+    lookup_key: str = Field(max_length=64)
+    sender_type: str = Field(max_length=16)
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    date_of_birth: dt.date | None = None
+    legal_name: str | None = Field(default=None, max_length=300)
+    country_alpha3: str | None = Field(default=None, max_length=3)
+    email: str | None = Field(default=None, max_length=254)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DraftRow(SQLModel, table=True):
+    __tablename__ = "draft"
+    __table_args__ = (
+        Index(
+            "ux_draft_open_per_chat",
+            "merchant_id",
+            "chat_id",
+            unique=True,
+            sqlite_where=text("state = 'open'"),
+        ),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    merchant_id: int = Field(sa_type=BigInteger)
+    chat_id: int = Field(sa_type=BigInteger)
+    state: str = Field(default="open", max_length=16)  # open | submitted | cancelled
+    payload: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InvoiceRow(SQLModel, table=True):
+    __tablename__ = "invoice"
+    __table_args__ = (
+        Index(
+            "ux_invoice_live_per_draft",
+            "draft_id",
+            unique=True,
+            sqlite_where=text("outcome IN ('creating', 'created', 'unknown')"),
+        ),
+        Index("ix_invoice_merchant_created", "merchant_id", "created_at"),
+        Index("ix_invoice_created", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    public_id: str = Field(max_length=40, unique=True)
+    draft_id: str = Field(foreign_key="draft.id", max_length=32)
+    provider: str = Field(max_length=32)
+    provider_invoice_id: str | None = Field(default=None, max_length=64)
+    pay_url: str | None = Field(default=None, max_length=500)
+    amount: Decimal = Field(sa_type=DecimalText)
+    currency: str = Field(max_length=16)
+    title: str = Field(max_length=50)
+    customer_id: int | None = Field(default=None, foreign_key="customer.id")
+    merchant_id: int = Field(sa_type=BigInteger)
+    chat_id: int = Field(sa_type=BigInteger)
+    message_id: int | None = Field(default=None, sa_type=BigInteger)
+    outcome: str = Field(default="creating", max_length=16)
+    status: str | None = Field(default=None, max_length=32)
+    error_code: str | None = Field(default=None, max_length=64)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InvoiceEventRow(SQLModel, table=True):
+    __tablename__ = "invoice_event"
+    __table_args__ = (Index("ix_invoice_event_invoice", "invoice_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: int = Field(foreign_key="invoice.id")
+    kind: str = Field(max_length=32)
+    status: str | None = Field(default=None, max_length=32)
+    detail: str | None = Field(default=None, max_length=500)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ConversationStateRow(SQLModel, table=True):
+    """Generic key/value for the chat layer's conversation states (JSON text)."""
+
+    __tablename__ = "conversation_state"
+
+    name: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=128)
+    state: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,1 @@
+"""Small HTTP servers that stand in for Telegram and the payment providers in tests."""
