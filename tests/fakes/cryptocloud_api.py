@@ -184,11 +184,13 @@ class FakeCryptoCloud(FakeProvider):
         shop_id: str = "cc-shop-1",
         secret_key: str = "cc-test-secret",
     ) -> None:
-        super().__init__()
         self.api_key = api_key
         self.shop_id = shop_id
         #: Postback JWT key; unused by the API itself, kept so tests can sign postbacks.
         self.secret_key = secret_key
+        super().__init__()
+
+    def _configure(self) -> None:
         #: README 2.7: the auth error code is UNSURE (docs table says 400, 401 is likelier).
         self.auth_error_status = 401
         #: README 2.3: ``limit`` is UNSURE ("number of the last record"). False (default):

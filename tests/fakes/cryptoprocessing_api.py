@@ -121,9 +121,11 @@ class FakeCryptoProcessing(FakeProvider):
     statuses = STATUSES
 
     def __init__(self, api_key: str = "cp-test-key", secret_key: str = "cp-test-secret") -> None:
-        super().__init__()
         self.api_key = api_key
         self.secret_key = secret_key
+        super().__init__()
+
+    def _configure(self) -> None:
         #: ``POST /currencies/list`` answer (and the currencies ``/invoices/create`` accepts).
         self.currencies: list[dict[str, Any]] = copy.deepcopy(list(DEFAULT_CURRENCIES))
         #: What ``{"visible": false}`` returns (currencies the merchant cannot use).

@@ -77,6 +77,23 @@ class FakeProvider(abc.ABC):
         self._server_url: str | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._stopping = asyncio.Event()
+        self._configure()
+
+    def reset(self) -> None:
+        """Forget invoices, requests and queued faults and restore the default settings.
+
+        Lets one running server (e.g. a module- or session-scoped fixture) serve many tests:
+        starting and stopping uvicorn costs far more than a test's requests.
+        """
+        self.invoices = {}
+        self.requests = []
+        self.create_calls = 0
+        self._faults.clear()
+        self._configure()
+
+    @abc.abstractmethod
+    def _configure(self) -> None:
+        """(Re)set the tunable attributes to their defaults."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -159,7 +176,11 @@ class FakeProvider(abc.ABC):
         )
 
     def garble_next(self, times: int = 1) -> None:
-        """Process the next create request(s), then answer 200 with a non-JSON body."""
+        """Process the next create request(s), then answer 200 with a non-JSON body.
+
+        The answer is garbage whatever the processing outcome; on a valid request the
+        invoice exists, which is the case that matters (success the client cannot read).
+        """
         self._faults.append(_Fault("garble", _positive(times)))
 
     def set_status(self, key: str, status: str) -> None:
@@ -185,7 +206,13 @@ class FakeProvider(abc.ABC):
     async def _run_create(
         self, request: Request, process: Callable[[], Awaitable[Response]]
     ) -> Response:
-        """Run a create request through the queued faults (FIFO, one fault per request)."""
+        """Run a create request through the queued faults (FIFO, one fault per request).
+
+        Subclasses call this after their auth/content-type checks: a request the provider
+        rejects at the door neither reaches the simulated failure nor consumes it.
+        """
+        # Cache the body now: ``_pause`` drains ``receive`` while watching for a disconnect.
+        await request.body()
         fault = self._faults[0] if self._faults else None
         if fault is None:
             return await process()

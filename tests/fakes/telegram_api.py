@@ -56,6 +56,9 @@ BOT_USER: dict[str, Any] = {
     "has_main_web_app": False,
 }
 
+# Messages carry only the identity part of the bot user, as on the real API.
+_BOT_FROM = {key: BOT_USER[key] for key in ("id", "is_bot", "first_name", "username")}
+
 MAX_MESSAGE_LENGTH = 4096
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_CALLBACK_ANSWER_LENGTH = 200
@@ -597,7 +600,7 @@ class FakeTelegram:
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._update_marks: dict[int, tuple[int, int]] = {}  # update_id -> (chat_id, activity)
-        self._update_queries: dict[int, str] = {}
+        self._all_updates: dict[int, dict[str, Any]] = {}
         self._query_ids = itertools.count(4_000_000_000_001)
         self._queries: dict[str, _Query] = {}
         self._answers: dict[int, list[dict[str, Any]]] = {}
@@ -609,6 +612,20 @@ class FakeTelegram:
         self._last_poll: float | None = None
         self._closing = False
         self._changed = asyncio.Event()
+        self._handlers: dict[str, Callable[[Call], Any]] = {
+            "getMe": lambda _call: dict(BOT_USER),
+            "deleteWebhook": self._delete_webhook,
+            "setWebhook": self._set_webhook,
+            "getWebhookInfo": self._get_webhook_info,
+            "sendMessage": self._send_message,
+            "editMessageText": lambda call: self._edit_message(call, text=True),
+            "editMessageReplyMarkup": lambda call: self._edit_message(call, text=False),
+            "answerCallbackQuery": self._answer_callback_query,
+            "setMyCommands": self._set_my_commands,
+            "deleteMyCommands": self._delete_my_commands,
+            "getMyCommands": self._get_my_commands,
+            "sendChatAction": self._send_chat_action,
+        }
 
     # ---- lifecycle
 
@@ -677,6 +694,10 @@ class FakeTelegram:
     def pending_updates(self) -> int:
         return len(self._updates)
 
+    def update(self, update_id: int) -> dict[str, Any]:
+        """The Update JSON a user action produced, e.g. to learn a callback query's id."""
+        return copy.deepcopy(self._all_updates[update_id])
+
     def fail_next(
         self,
         method: str,
@@ -723,7 +744,9 @@ class FakeTelegram:
 
     def _enqueue(self, chat: _Chat, payload: dict[str, Any]) -> int:
         update_id = next(self._update_ids)
-        self._updates.append({"update_id": update_id, **payload})
+        update = {"update_id": update_id, **payload}
+        self._updates.append(update)
+        self._all_updates[update_id] = update
         self._update_marks[update_id] = (chat.id, chat.activity)
         self._notify()
         return update_id
@@ -763,9 +786,7 @@ class FakeTelegram:
             "chat_instance": str(chat.id * 7919 + 1_000_000_007),
             "data": data,
         }
-        update_id = self._enqueue(chat, {"callback_query": query})
-        self._update_queries[update_id] = query_id
-        return update_id
+        return self._enqueue(chat, {"callback_query": query})
 
     async def _wait_for_reaction(
         self,
@@ -852,27 +873,11 @@ class FakeTelegram:
             if method == "getUpdates":
                 result = await self._get_updates(call)
             else:
-                handler = self._handlers().get(method)
+                handler = self._handlers.get(method)
                 result = handler(call) if handler is not None else True
         except TelegramError as error:
             return _reply(error)
         return _json({"ok": True, "result": result})
-
-    def _handlers(self) -> dict[str, Callable[[Call], Any]]:
-        return {
-            "getMe": lambda _call: dict(BOT_USER),
-            "deleteWebhook": self._delete_webhook,
-            "setWebhook": self._set_webhook,
-            "getWebhookInfo": self._get_webhook_info,
-            "sendMessage": self._send_message,
-            "editMessageText": lambda call: self._edit_message(call, text=True),
-            "editMessageReplyMarkup": lambda call: self._edit_message(call, text=False),
-            "answerCallbackQuery": self._answer_callback_query,
-            "setMyCommands": self._set_my_commands,
-            "deleteMyCommands": self._delete_my_commands,
-            "getMyCommands": self._get_my_commands,
-            "sendChatAction": self._send_chat_action,
-        }
 
     # ---- Bot API methods
 
@@ -949,7 +954,7 @@ class FakeTelegram:
         message_id = chat.take_message_id()
         raw: dict[str, Any] = {
             "message_id": message_id,
-            "from": dict(BOT_USER),
+            "from": dict(_BOT_FROM),
             "chat": chat.as_telegram(),
             "date": int(time.time()),
             "text": text,
@@ -1053,7 +1058,10 @@ class FakeTelegram:
 
 
 def _message_content(call: Call) -> tuple[str, str | None, list[dict[str, Any]]]:
-    """Validate and render ``text``/``parse_mode``/``entities`` the way Telegram does."""
+    """Validate and render ``text``/``parse_mode``/``entities`` the way Telegram does.
+
+    Only HTML is rendered; Markdown/MarkdownV2 text is stored verbatim.
+    """
     source = call.params.get("text")
     if not isinstance(source, str) or not source.strip():
         raise _bad_request("message text is empty")
@@ -1080,6 +1088,9 @@ def _message_content(call: Call) -> tuple[str, str | None, list[dict[str, Any]]]
 def _validate_markup(markup: Any) -> dict[str, Any] | None:
     if markup is None:
         return None
+    if isinstance(markup, str):  # a JSON body may still carry the markup JSON-encoded
+        with contextlib.suppress(ValueError):
+            markup = json.loads(markup)
     if not isinstance(markup, dict):
         raise _bad_request("can't parse reply keyboard markup JSON object")
     if "inline_keyboard" not in markup:
@@ -1124,13 +1135,8 @@ def _validate_button(button: Any) -> None:
 
 
 def _json(body: dict[str, Any], status_code: int = 200) -> JSONResponse:
-    """Close each connection after replying.
-
-    ``serve()`` listens on a socket without TCP_NODELAY, so on a reused keep-alive
-    connection uvicorn's separate header/body writes hit Nagle + delayed ACK and every
-    call costs ~40 ms; fresh connections start in quick-ACK mode and take ~2 ms.
-    """
-    return JSONResponse(body, status_code=status_code, headers={"Connection": "close"})
+    """A Bot API JSON reply (``serve()`` sets TCP_NODELAY, so keep-alive stays fast)."""
+    return JSONResponse(body, status_code=status_code)
 
 
 def _reply(error: TelegramError) -> JSONResponse:
@@ -1196,7 +1202,7 @@ class FakeUser:
     ) -> BotMessage:
         button = message.button(button_text)
         update_id = await self.press(button, message)
-        query = self._fake._queries[self._fake._update_queries[update_id]]
+        query = self._fake._queries[self._fake.update(update_id)["callback_query"]["id"]]
         return await self._fake._wait_for_reaction(
             update_id,
             f"pressing {button.text!r} (data={button.callback_data!r}; needs an "

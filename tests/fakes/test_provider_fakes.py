@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from tests.fakes.cryptocloud_api import CREATE_RESPONSE_KEYS, FakeCryptoCloud
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing, sign, signature_matches
@@ -27,6 +29,25 @@ HMAC_VECTOR_SIGNATURE = (
     "5b90815f20e2bb10f82c7a9e9d865546fda58989c2ae9e8e2ff7bc29195fa1ec"
 )
 AMOUNT_PLACEHOLDER = "__AMOUNT__"
+
+# One server per fake for the whole module (reset between tests): starting and stopping
+# uvicorn costs more than most tests here.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+# Building an SSL context loads the CA bundle (~50 ms); share one across all clients.
+_TLS = ssl.create_default_context()
+
+
+def client(base_url: str, **kwargs: Any) -> httpx.AsyncClient:
+    """Plain httpx client that opens a new connection per request.
+
+    server.py's listening socket is created without IPPROTO_TCP, so asyncio does not set
+    TCP_NODELAY on accepted connections; on a reused connection every response then stalls
+    ~40 ms (Nagle + delayed ACK). Fresh connections do not.
+    """
+    limits = httpx.Limits(max_keepalive_connections=0)
+    return httpx.AsyncClient(base_url=base_url, verify=_TLS, limits=limits, **kwargs)
 
 
 def compact(payload: Any) -> bytes:
@@ -42,16 +63,22 @@ def with_amount_token(payload: dict[str, Any], token: str) -> bytes:
 # --------------------------------------------------------------------- CryptoProcessing
 
 
-@pytest.fixture
-async def cp() -> AsyncIterator[FakeCryptoProcessing]:
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def cp_server() -> AsyncIterator[FakeCryptoProcessing]:
     async with FakeCryptoProcessing() as fake:
         yield fake
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
+async def cp(cp_server: FakeCryptoProcessing) -> FakeCryptoProcessing:
+    cp_server.reset()
+    return cp_server
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def cp_client(cp: FakeCryptoProcessing) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=cp.base_url, timeout=5) as client:
-        yield client
+    async with client(cp.base_url, timeout=5) as http:
+        yield http
 
 
 _foreign_ids = iter(range(1, 1_000_000))
@@ -94,19 +121,21 @@ async def cp_post(
     return await client.post(path, content=body, headers=cp_headers(fake, body))
 
 
-def test_cp_official_hmac_vector() -> None:
+async def test_cp_official_hmac_vector() -> None:
     assert sign(HMAC_VECTOR_SECRET, HMAC_VECTOR_BODY) == HMAC_VECTOR_SIGNATURE
     assert signature_matches(HMAC_VECTOR_SECRET, HMAC_VECTOR_BODY, HMAC_VECTOR_SIGNATURE)
-    assert not signature_matches(HMAC_VECTOR_SECRET, HMAC_VECTOR_BODY, HMAC_VECTOR_SIGNATURE.upper())
+    assert not signature_matches(
+        HMAC_VECTOR_SECRET, HMAC_VECTOR_BODY, HMAC_VECTOR_SIGNATURE.upper()
+    )
     assert not signature_matches(HMAC_VECTOR_SECRET, HMAC_VECTOR_BODY + b" ", HMAC_VECTOR_SIGNATURE)
 
 
 async def test_cp_official_hmac_vector_passes_the_http_checks() -> None:
     async with (
         FakeCryptoProcessing(api_key="pub", secret_key=HMAC_VECTOR_SECRET) as fake,
-        httpx.AsyncClient(base_url=fake.base_url) as client,
+        client(fake.base_url) as http,
     ):
-        response = await client.post(
+        response = await http.post(
             "/invoices/create",
             content=HMAC_VECTOR_BODY,
             headers={
@@ -153,7 +182,9 @@ async def test_cp_currencies_list(cp: FakeCryptoProcessing, cp_client: httpx.Asy
     assert hidden.json() == {"data": []}
 
 
-async def test_cp_create_valid_invoice(cp: FakeCryptoProcessing, cp_client: httpx.AsyncClient) -> None:
+async def test_cp_create_valid_invoice(
+    cp: FakeCryptoProcessing, cp_client: httpx.AsyncClient
+) -> None:
     payload = cp_invoice()
     body = compact(payload)
     response = await cp_post(cp_client, cp, "/invoices/create", body)
@@ -190,7 +221,9 @@ async def test_cp_create_valid_invoice(cp: FakeCryptoProcessing, cp_client: http
     assert cp.invoices[timed["foreign_id"]]["request"]["amount"] == Decimal("0.00123456")
 
 
-async def test_cp_legal_sender_accepted(cp: FakeCryptoProcessing, cp_client: httpx.AsyncClient) -> None:
+async def test_cp_legal_sender_accepted(
+    cp: FakeCryptoProcessing, cp_client: httpx.AsyncClient
+) -> None:
     payload = cp_invoice(
         sender_type="legal",
         sender_data={"legal_name": "ACME GmbH", "country_of_registration": "DEU"},
@@ -318,7 +351,9 @@ async def test_cp_amount_rules(
         assert cp.invoices == {}
 
 
-async def test_cp_duplicate_foreign_id(cp: FakeCryptoProcessing, cp_client: httpx.AsyncClient) -> None:
+async def test_cp_duplicate_foreign_id(
+    cp: FakeCryptoProcessing, cp_client: httpx.AsyncClient
+) -> None:
     payload = cp_invoice()
     assert (await cp_post(cp_client, cp, "/invoices/create", compact(payload))).status_code == 200
     again = await cp_post(cp_client, cp, "/invoices/create", compact({**payload, "amount": 5}))
@@ -359,11 +394,17 @@ _TOMORROW = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
         ({"sender_data": {**_NATURAL, "middle_name": "C"}}, "sender_data.middle_name"),
         ({"sender_data": {**_NATURAL, "email": "nope"}}, "sender_data.email"),
         (
-            {"sender_type": "legal", "sender_data": {"legal_name": "X", "country_of_registration": "DE"}},
+            {
+                "sender_type": "legal",
+                "sender_data": {"legal_name": "X", "country_of_registration": "DE"},
+            },
             "sender_data.country_of_registration",
         ),
         (
-            {"sender_type": "legal", "sender_data": {"legal_name": "X", "country_of_registration": "XXX"}},
+            {
+                "sender_type": "legal",
+                "sender_data": {"legal_name": "X", "country_of_registration": "XXX"},
+            },
             "sender_data.country_of_registration",
         ),
         ({"sender_type": "legal"}, "sender_data.legal_name"),
@@ -404,7 +445,9 @@ async def test_cp_cancel(cp: FakeCryptoProcessing, cp_client: httpx.AsyncClient)
 
     no_slash = await cp_post(cp_client, cp, path.rstrip("/"), b"{}")
     assert (no_slash.status_code, no_slash.json()["code"]) == (403, "required_header_key")
-    unsigned = await cp_client.post(path, content=b"{}", headers={"Content-Type": "application/json"})
+    unsigned = await cp_client.post(
+        path, content=b"{}", headers={"Content-Type": "application/json"}
+    )
     assert unsigned.status_code == 403
     with_fields = await cp_post(cp_client, cp, path, b'{"reason":"x"}')
     assert with_fields.status_code == 400
@@ -494,7 +537,9 @@ async def test_cp_delay_lost_answer_still_creates(
     assert payload["foreign_id"] in cp.invoices
 
 
-async def test_cp_delay_without_create(cp: FakeCryptoProcessing, cp_client: httpx.AsyncClient) -> None:
+async def test_cp_delay_without_create(
+    cp: FakeCryptoProcessing, cp_client: httpx.AsyncClient
+) -> None:
     cp.delay_next(5.0, create_anyway=False)
     lost = cp_invoice()
     body = compact(lost)
@@ -515,17 +560,23 @@ async def test_cp_delay_without_create(cp: FakeCryptoProcessing, cp_client: http
 # -------------------------------------------------------------------------- CryptoCloud
 
 
-@pytest.fixture
-async def cc() -> AsyncIterator[FakeCryptoCloud]:
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def cc_server() -> AsyncIterator[FakeCryptoCloud]:
     async with FakeCryptoCloud() as fake:
         yield fake
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
+async def cc(cc_server: FakeCryptoCloud) -> FakeCryptoCloud:
+    cc_server.reset()
+    return cc_server
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def cc_client(cc: FakeCryptoCloud) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Token {cc.api_key}"}
-    async with httpx.AsyncClient(base_url=cc.base_url, headers=headers, timeout=5) as client:
-        yield client
+    async with client(cc.base_url, headers=headers, timeout=5) as http:
+        yield http
 
 
 def cc_invoice(**overrides: Any) -> dict[str, Any]:
@@ -534,7 +585,9 @@ def cc_invoice(**overrides: Any) -> dict[str, Any]:
     return payload
 
 
-async def cc_post(client: httpx.AsyncClient, path: str, body: bytes | dict[str, Any]) -> httpx.Response:
+async def cc_post(
+    client: httpx.AsyncClient, path: str, body: bytes | dict[str, Any]
+) -> httpx.Response:
     raw = body if isinstance(body, bytes) else compact(body)
     return await client.post(path, content=raw, headers={"Content-Type": "application/json"})
 
@@ -616,12 +669,12 @@ async def test_cc_auth_failures(cc: FakeCryptoCloud, authorization: str | None) 
     headers = {"Content-Type": "application/json"}
     if authorization is not None:
         headers["Authorization"] = authorization
-    async with httpx.AsyncClient(base_url=cc.base_url) as client:
+    async with client(cc.base_url) as http:
         for path in ("/v2/invoice/create", "/v2/invoice/merchant/info"):
-            response = await client.post(path, content=compact(cc_invoice()), headers=headers)
+            response = await http.post(path, content=compact(cc_invoice()), headers=headers)
             assert (response.status_code, response.json()) == (401, _UNAUTHORIZED)
         cc.auth_error_status = 400
-        response = await client.post(
+        response = await http.post(
             "/v2/invoice/create", content=compact(cc_invoice()), headers=headers
         )
         assert (response.status_code, response.json()) == (400, _UNAUTHORIZED)
@@ -821,8 +874,13 @@ async def test_cc_faults(cc: FakeCryptoCloud, cc_client: httpx.AsyncClient) -> N
         )
     await cc.settle()
     assert len(cc.find_by_order_id("D")) == 1
-    assert cc.create_calls == 3
-    assert [r.status for r in cc.requests] == [500, 200, 200]
+
+    cc.delay_next(0.05, create_anyway=False)
+    patient = await cc_post(cc_client, "/v2/invoice/create", cc_invoice(order_id="P"))
+    assert patient.status_code == 200, patient.text
+    assert len(cc.find_by_order_id("P")) == 1
+    assert cc.create_calls == 4
+    assert [r.status for r in cc.requests] == [500, 200, 200, 200]
 
 
 async def test_cc_unknown_route(cc_client: httpx.AsyncClient) -> None:

@@ -1,0 +1,120 @@
+"""When the provider says no, or says nothing, the merchant is told and can retry safely."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.app import BotRuntime
+from storage.repositories import InvoiceRepository
+from storage.engine import create_session_factory
+from tests.conftest import MERCHANT_ID, BotStarter
+from tests.e2e.flows import add_natural_person, confirm, current, fill_basics
+from tests.fakes.cryptocloud_api import FakeCryptoCloud
+from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
+from tests.fakes.telegram_api import BotMessage, FakeTelegram, FakeUser
+
+
+async def _preview(telegram: FakeTelegram, merchant: FakeUser) -> BotMessage:
+    question = await fill_basics(merchant, "99.90", "EUR", "Widgets")
+    return await add_natural_person(
+        merchant, question, "Ada", "Lovelace", "1990-12-10", "payer@example.org"
+    )
+
+
+async def _attempts(runtime: BotRuntime) -> list[tuple[str, str | None]]:
+    rows, _ = await InvoiceRepository(create_session_factory(runtime.engine)).recent(limit=50)
+    return [(row.outcome, row.error_code) for row in reversed(rows)]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected_text", "error_code"),
+    [
+        (400, {"errors": {"title": "The title is not allowed here."}}, "rejected the invoice: title: The title is not allowed here.", "validation"),
+        (403, {"error": "Bad key header", "code": "bad_header_key"}, "refused the bot's credentials", "auth"),
+        (500, "<html>Internal Server Error</html>", "having trouble", "unavailable"),
+    ],
+)  # fmt: skip
+async def test_refusals_are_explained_logged_and_retryable(
+    telegram: FakeTelegram,
+    cryptoprocessing: FakeCryptoProcessing,
+    start_bot: BotStarter,
+    status: int,
+    body: dict[str, str] | str,
+    expected_text: str,
+    error_code: str,
+) -> None:
+    runtime = await start_bot(cryptoprocessing)
+    merchant = telegram.user(MERCHANT_ID)
+    preview = await _preview(telegram, merchant)
+    cryptoprocessing.fail_next(status, body)
+
+    card = await confirm(telegram, merchant, preview)
+
+    assert expected_text in card.text
+    assert card.button("Retry")  # same card, same draft: one tap to try again
+    assert await _attempts(runtime) == [("failed" if status != 500 else "unknown", error_code)]
+
+    card = await confirm(telegram, merchant, card)
+
+    assert "waiting for payment" in card.text
+    payable = [i for i in cryptoprocessing.invoices.values() if i["status"] != "failed"]
+    assert len(payable) == 1
+    assert card.button("pay link").url == payable[0]["url"]
+
+
+async def test_lost_answer_is_cancelled_at_cryptoprocessing_before_a_retry(
+    telegram: FakeTelegram, cryptoprocessing: FakeCryptoProcessing, start_bot: BotStarter
+) -> None:
+    runtime = await start_bot(cryptoprocessing, provider_timeout_seconds=0.5)
+    merchant = telegram.user(MERCHANT_ID)
+    preview = await _preview(telegram, merchant)
+    cryptoprocessing.delay_next(3.0, create_anyway=True)  # created, but the answer never arrives
+
+    card = await confirm(telegram, merchant, preview)
+
+    assert "did not answer in time" in card.text
+    assert cryptoprocessing.create_calls == 1
+    [lost] = cryptoprocessing.invoices.values()
+
+    card = await confirm(telegram, merchant, card)
+
+    assert "waiting for payment" in card.text
+    assert cryptoprocessing.invoices[lost["foreign_id"]]["status"] == "failed"  # cancelled first
+    payable = [i for i in cryptoprocessing.invoices.values() if i["status"] != "failed"]
+    assert len(payable) == 1 and card.button("pay link").url == payable[0]["url"]
+    assert [outcome for outcome, _ in await _attempts(runtime)] == ["voided", "created"]
+
+
+async def test_lost_answer_at_cryptocloud_is_found_again_not_created_twice(
+    telegram: FakeTelegram, cryptocloud: FakeCryptoCloud, start_bot: BotStarter
+) -> None:
+    runtime = await start_bot(cryptocloud, provider_timeout_seconds=0.5)
+    merchant = telegram.user(MERCHANT_ID)
+    await merchant.reply("/new")
+    question = await merchant.reply("15")
+    await merchant.click(question, "EUR")
+    preview = await merchant.reply("Lamp")
+    cryptocloud.garble_next()  # created, then an unreadable 200
+
+    card = await confirm(telegram, merchant, preview)
+    assert "could not be read" in card.text
+
+    card = await confirm(telegram, merchant, card)
+
+    [invoice] = cryptocloud.invoices.values()  # no second invoice
+    assert cryptocloud.create_calls == 1
+    assert card.button("pay link").url == invoice["link"]
+    assert [outcome for outcome, _ in await _attempts(runtime)] == ["created"]
+
+
+async def test_unreachable_provider_creates_nothing_and_keeps_the_draft(
+    telegram: FakeTelegram, cryptoprocessing: FakeCryptoProcessing, start_bot: BotStarter
+) -> None:
+    await start_bot(cryptoprocessing, cryptoprocessing_base_url="http://127.0.0.1:9/api/v2")
+    merchant = telegram.user(MERCHANT_ID)
+    preview = await _preview(telegram, merchant)
+
+    card = await confirm(telegram, merchant, preview)
+
+    assert "could not be reached" in card.text
+    assert "Widgets" in current(telegram, card).text  # the draft is intact for the next try
