@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         default_factory=lambda: ["USD", "EUR", "BTC", "ETH"]
     )
     max_invoice_amount: Decimal = Field(default=Decimal("1000000"), gt=0)
-    conversation_timeout_seconds: int = Field(default=900, ge=30)
+    conversation_timeout_seconds: float = Field(default=900, gt=0)
     provider_timeout_seconds: float = Field(default=20.0, gt=0)
     currency_cache_seconds: int = Field(default=3600, ge=0)
     log_level: str = "INFO"

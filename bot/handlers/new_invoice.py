@@ -248,9 +248,12 @@ async def on_amount(update: Update, context: BotContext) -> int:
     except InputError as exc:
         return await ask(update, context, draft, AMOUNT, error=error_text(t, exc))
     draft.amount = amount
-    if draft.editing and draft.currency:
+    if draft.currency is None:
+        return await ask(update, context, draft, CURRENCY)
+    # Back here after the currency refused the decimals, or editing from the preview.
+    if draft.editing:
         return await show_preview(update, context, draft)
-    return await ask(update, context, draft, CURRENCY)
+    return await ask(update, context, draft, TITLE)
 
 
 async def _set_currency(update: Update, context: BotContext, draft: Draft, code: str) -> int:
