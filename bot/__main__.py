@@ -47,9 +47,12 @@ def main() -> None:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print("The bot cannot start; fix these settings (see .env.example):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+        lines = [f"  - {problem}" for problem in exc.problems]
+        sys.stderr.write(
+            "The bot cannot start; fix these settings (see .env.example):\n"
+            + "\n".join(lines)
+            + "\n"
+        )
         raise SystemExit(2) from None
     configure_logging(settings.log_level, _secrets(settings))
     asyncio.run(_run(settings))

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import BotCommand, Update
 from telegram.ext import (
     AIORateLimiter,
@@ -21,7 +22,6 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Settings
 from bot.handlers import admin, common, new_invoice
@@ -70,7 +70,9 @@ def register_handlers(app: BotApplication, settings: Settings) -> None:
     app.add_handler(CallbackQueryHandler(admin.list_page, pattern=r"^list\|\d{1,6}$"))
     app.add_handler(CommandHandler("cancel", _outside_conversation))
     app.add_handler(CallbackQueryHandler(_outside_conversation))
-    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, _outside_conversation))
+    app.add_handler(
+        MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, _outside_conversation)
+    )
     app.add_error_handler(common.on_error)
 
 
@@ -89,7 +91,9 @@ class BotRuntime:
         await migrate(self.engine)
         interrupted = await self.services.invoices.recover_interrupted()
         if interrupted:
-            logger.warning("%d invoice attempt(s) were interrupted by a stop; marked unknown", interrupted)
+            logger.warning(
+                "%d invoice attempt(s) were interrupted by a stop; marked unknown", interrupted
+            )
         await self.application.initialize()
         await self._set_commands()
         await self.services.currencies.all()

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from telegram.ext import BasePersistence, PersistenceInput
-from telegram.ext._utils.types import ConversationDict, ConversationKey, CDCData
+from telegram.ext._utils.types import CDCData, ConversationDict, ConversationKey
 
 from storage.repositories import ConversationStateRepository
 
@@ -26,9 +26,13 @@ def _decode_key(text: str) -> ConversationKey:
 class DatabaseConversationPersistence(
     BasePersistence[dict[Any, Any], dict[Any, Any], dict[Any, Any]]
 ):
-    def __init__(self, repository: ConversationStateRepository, update_interval: float = 1.0) -> None:
+    def __init__(
+        self, repository: ConversationStateRepository, update_interval: float = 1.0
+    ) -> None:
         super().__init__(
-            store_data=PersistenceInput(bot_data=False, chat_data=False, user_data=False, callback_data=False),
+            store_data=PersistenceInput(
+                bot_data=False, chat_data=False, user_data=False, callback_data=False
+            ),
             update_interval=update_interval,
         )
         self._repository = repository
@@ -37,7 +41,9 @@ class DatabaseConversationPersistence(
         stored = await self._repository.load(name)
         return {_decode_key(key): json.loads(state) for key, state in stored.items()}
 
-    async def update_conversation(self, name: str, key: ConversationKey, new_state: object | None) -> None:
+    async def update_conversation(
+        self, name: str, key: ConversationKey, new_state: object | None
+    ) -> None:
         state = None if new_state is None else json.dumps(new_state)
         await self._repository.save(name, _encode_key(key), state)
 

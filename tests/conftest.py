@@ -1,4 +1,4 @@
-"""Shared fixtures: fake Telegram and provider servers on loopback, and the real bot between them."""
+"""Fixtures: fake Telegram and provider servers on loopback, and the real bot between them."""
 
 from __future__ import annotations
 
@@ -54,11 +54,16 @@ def log_capture() -> Iterator[LogCapture]:
 
 
 @pytest.fixture(autouse=True)
-def _no_secret_or_personal_data_in_logs(log_capture: LogCapture, request: pytest.FixtureRequest) -> Iterator[None]:
+def _no_secret_or_personal_data_in_logs(
+    log_capture: LogCapture, request: pytest.FixtureRequest
+) -> Iterator[None]:
     yield
     forbidden = [*PERSONAL_DATA, *request.node.stash.get(SECRETS_KEY, [])]
     leaks = [
-        (value, line) for line in log_capture.lines for value in forbidden if value and value in line
+        (value, line)
+        for line in log_capture.lines
+        for value in forbidden
+        if value and value in line
     ]
     assert not leaks, f"secret or personal data in logs: {leaks[:3]}"
 
@@ -85,7 +90,10 @@ async def cryptocloud() -> AsyncIterator[FakeCryptoCloud]:
 
 
 def settings_for(
-    tmp_path: Path, telegram: FakeTelegram, provider: FakeCryptoProcessing | FakeCryptoCloud, **overrides: Any
+    tmp_path: Path,
+    telegram: FakeTelegram,
+    provider: FakeCryptoProcessing | FakeCryptoCloud,
+    **overrides: Any,
 ) -> Settings:
     """Settings exactly as an operator would write them, pointed at the fakes."""
     values: dict[str, Any] = {
@@ -115,7 +123,7 @@ def settings_for(
             "cryptocloud_base_url": provider.base_url,
         }
     values |= overrides
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 BotStarter = Callable[..., Awaitable[BotRuntime]]
@@ -128,7 +136,9 @@ async def start_bot(
     """Start the real bot against the fakes; every bot started is stopped at teardown."""
     running: list[BotRuntime] = []
 
-    async def start(provider: FakeCryptoProcessing | FakeCryptoCloud, **overrides: Any) -> BotRuntime:
+    async def start(
+        provider: FakeCryptoProcessing | FakeCryptoCloud, **overrides: Any
+    ) -> BotRuntime:
         settings = settings_for(tmp_path, telegram, provider, **overrides)
         request.node.stash[SECRETS_KEY] = [
             secret.get_secret_value()

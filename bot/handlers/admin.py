@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from telegram import Update
+from telegram import InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 
 from bot.handlers import render
@@ -21,7 +21,9 @@ def _scope(update: Update, context: BotContext) -> int | None:
     return update.effective_user.id
 
 
-async def _page(update: Update, context: BotContext, page: int) -> tuple[str, object]:
+async def _page(
+    update: Update, context: BotContext, page: int
+) -> tuple[str, InlineKeyboardMarkup | None]:
     t = texts_for(update, context)
     rows, total = await context.services.invoices.page(
         page=page, per_page=PER_PAGE, merchant_id=_scope(update, context)
@@ -35,7 +37,10 @@ async def list_invoices(update: Update, context: BotContext) -> None:
     text, markup = await _page(update, context, 0)
     assert update.effective_chat is not None
     await update.effective_chat.send_message(
-        text, parse_mode=ParseMode.HTML, reply_markup=markup, disable_web_page_preview=True  # type: ignore[arg-type]
+        text,
+        parse_mode=ParseMode.HTML,
+        reply_markup=markup,
+        disable_web_page_preview=True,
     )
 
 
@@ -46,7 +51,7 @@ async def list_page(update: Update, context: BotContext) -> None:
     page = int(raw) if raw.isdigit() and len(raw) < 7 else 0
     await answer(query)
     text, markup = await _page(update, context, page)
-    await edit(query, text, markup)  # type: ignore[arg-type]
+    await edit(query, text, markup)
 
 
 async def show_invoice(update: Update, context: BotContext) -> None:
@@ -60,7 +65,9 @@ async def show_invoice(update: Update, context: BotContext) -> None:
     services = context.services
     invoice = await services.invoices.find(args[0], merchant_id=_scope(update, context))
     if invoice is None or invoice.id is None:
-        await update.effective_chat.send_message(t("invoice-not-found", ref=args[0][:40]), parse_mode=ParseMode.HTML)
+        await update.effective_chat.send_message(
+            t("invoice-not-found", ref=args[0][:40]), parse_mode=ParseMode.HTML
+        )
         return
     customer = (
         await services.customers.get(invoice.merchant_id, invoice.customer_id)

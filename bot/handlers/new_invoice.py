@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import warnings
 from typing import Any
 
 from telegram import InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
+from telegram.warnings import PTBUserWarning
 from telegram.ext import (
     BaseHandler,
     CallbackQueryHandler,
@@ -25,7 +27,7 @@ from telegram.ext import (
 from bot.domain import Draft, EmailRule, SenderType
 from bot.handlers import render
 from bot.handlers.context import BotContext, texts_for
-from bot.handlers.telegram_io import answer, edit, reply
+from bot.handlers.telegram_io import answer, edit
 from bot.i18n import Texts
 from bot.services.inputs import (
     InputError,
@@ -88,7 +90,9 @@ async def _send(update: Update, text: str, markup: InlineKeyboardMarkup | None =
     )
 
 
-async def ask(update: Update, context: BotContext, draft: Draft, state: int, error: str | None = None) -> int:
+async def ask(
+    update: Update, context: BotContext, draft: Draft, state: int, error: str | None = None
+) -> int:
     """Send the question for `state` (after an error line, if any) and remember the step."""
     services = context.services
     t = texts_for(update, context)
@@ -128,7 +132,9 @@ async def ask(update: Update, context: BotContext, draft: Draft, state: int, err
     return state
 
 
-async def show_preview(update: Update, context: BotContext, draft: Draft, error: str | None = None) -> int:
+async def show_preview(
+    update: Update, context: BotContext, draft: Draft, error: str | None = None
+) -> int:
     services = context.services
     t = texts_for(update, context)
     draft.editing = False
@@ -139,7 +145,11 @@ async def show_preview(update: Update, context: BotContext, draft: Draft, error:
         if draft.customer_id is not None
         else None
     )
-    await _send(update, render.preview_text(t, draft, customer, note=error), render.preview_keyboard(t, draft))
+    await _send(
+        update,
+        render.preview_text(t, draft, customer, note=error),
+        render.preview_keyboard(t, draft),
+    )
     return PREVIEW
 
 
@@ -215,7 +225,11 @@ async def unexpected(update: Update, context: BotContext) -> int | None:
         await _send(update, t("no-draft"))
         return END
     state = STEPS_BY_NAME.get(draft.extra.get("step", ""), AMOUNT)
-    hint = t("use-buttons") if state in (CURRENCY, CUSTOMER, SENDER_TYPE, PREVIEW) else t("not-understood")
+    hint = (
+        t("use-buttons")
+        if state in (CURRENCY, CUSTOMER, SENDER_TYPE, PREVIEW)
+        else t("not-understood")
+    )
     if state == CURRENCY:
         hint = t("currency-hint")  # free text is accepted for currencies
     return await ask(update, context, draft, state, error=hint)
@@ -283,7 +297,9 @@ async def on_currency_text(update: Update, context: BotContext) -> int:
     try:
         code = parse_currency_code(text)
     except InputError as exc:
-        return await ask(update, context, draft, CURRENCY, error=error_text(texts_for(update, context), exc))
+        return await ask(
+            update, context, draft, CURRENCY, error=error_text(texts_for(update, context), exc)
+        )
     return await _set_currency(update, context, draft, code)
 
 
@@ -296,7 +312,9 @@ async def on_title(update: Update, context: BotContext) -> int:
     try:
         draft.title = parse_title(text)
     except InputError as exc:
-        return await ask(update, context, draft, TITLE, error=error_text(texts_for(update, context), exc))
+        return await ask(
+            update, context, draft, TITLE, error=error_text(texts_for(update, context), exc)
+        )
     if draft.editing:
         return await show_preview(update, context, draft)
     return await next_after_title(update, context, draft)
@@ -310,7 +328,9 @@ async def on_first_name(update: Update, context: BotContext) -> int:
     try:
         draft.first_name = parse_name(text)
     except InputError as exc:
-        return await ask(update, context, draft, FIRST_NAME, error=error_text(texts_for(update, context), exc))
+        return await ask(
+            update, context, draft, FIRST_NAME, error=error_text(texts_for(update, context), exc)
+        )
     return await ask(update, context, draft, LAST_NAME)
 
 
@@ -322,7 +342,9 @@ async def on_last_name(update: Update, context: BotContext) -> int:
     try:
         draft.last_name = parse_name(text)
     except InputError as exc:
-        return await ask(update, context, draft, LAST_NAME, error=error_text(texts_for(update, context), exc))
+        return await ask(
+            update, context, draft, LAST_NAME, error=error_text(texts_for(update, context), exc)
+        )
     return await ask(update, context, draft, BIRTH_DATE)
 
 
@@ -334,7 +356,9 @@ async def on_birth_date(update: Update, context: BotContext) -> int:
     try:
         draft.date_of_birth = parse_date_of_birth(text, today=dt.datetime.now(dt.UTC).date())
     except InputError as exc:
-        return await ask(update, context, draft, BIRTH_DATE, error=error_text(texts_for(update, context), exc))
+        return await ask(
+            update, context, draft, BIRTH_DATE, error=error_text(texts_for(update, context), exc)
+        )
     return await next_after_sender(update, context, draft)
 
 
@@ -346,7 +370,9 @@ async def on_legal_name(update: Update, context: BotContext) -> int:
     try:
         draft.legal_name = parse_legal_name(text)
     except InputError as exc:
-        return await ask(update, context, draft, LEGAL_NAME, error=error_text(texts_for(update, context), exc))
+        return await ask(
+            update, context, draft, LEGAL_NAME, error=error_text(texts_for(update, context), exc)
+        )
     return await ask(update, context, draft, COUNTRY)
 
 
@@ -358,7 +384,9 @@ async def on_country(update: Update, context: BotContext) -> int:
     try:
         draft.country_alpha3 = parse_country(text)
     except InputError as exc:
-        return await ask(update, context, draft, COUNTRY, error=error_text(texts_for(update, context), exc))
+        return await ask(
+            update, context, draft, COUNTRY, error=error_text(texts_for(update, context), exc)
+        )
     return await next_after_sender(update, context, draft)
 
 
@@ -370,7 +398,9 @@ async def on_email(update: Update, context: BotContext) -> int:
     try:
         draft.email = parse_email(text)
     except InputError as exc:
-        return await ask(update, context, draft, EMAIL, error=error_text(texts_for(update, context), exc))
+        return await ask(
+            update, context, draft, EMAIL, error=error_text(texts_for(update, context), exc)
+        )
     return await show_preview(update, context, draft)
 
 
@@ -421,7 +451,9 @@ async def on_customer_button(update: Update, context: BotContext) -> int | None:
         await _mark_chosen(update, t("button-new-customer"))
         draft.customer_id = None
         return await ask(update, context, draft, SENDER_TYPE)
-    customer = await context.services.customers.get(draft.merchant_id, int(arg)) if arg.isdigit() else None
+    customer = (
+        await context.services.customers.get(draft.merchant_id, int(arg)) if arg.isdigit() else None
+    )
     if customer is None:
         return await ask(update, context, draft, CUSTOMER, error=t("stale-button"))
     await _mark_chosen(update, render.customer_label(customer))
@@ -440,10 +472,14 @@ async def on_sender_type(update: Update, context: BotContext) -> int | None:
     draft, _, arg = pressed
     t = texts_for(update, context)
     sender_type = SenderType(arg) if arg in {s.value for s in SenderType} else SenderType.NATURAL
-    await _mark_chosen(update, t("button-natural" if sender_type is SenderType.NATURAL else "button-legal"))
+    await _mark_chosen(
+        update, t("button-natural" if sender_type is SenderType.NATURAL else "button-legal")
+    )
     draft.sender_type = sender_type
     draft.customer_id = None
-    return await ask(update, context, draft, FIRST_NAME if sender_type is SenderType.NATURAL else LEGAL_NAME)
+    return await ask(
+        update, context, draft, FIRST_NAME if sender_type is SenderType.NATURAL else LEGAL_NAME
+    )
 
 
 async def on_preview_action(update: Update, context: BotContext) -> int | None:
@@ -460,7 +496,11 @@ async def on_preview_action(update: Update, context: BotContext) -> int | None:
         await edit(query, t("cancelled"))
         return END
     if action == "edit":
-        await edit(query, t("edit-which"), render.edit_keyboard(t, draft, context.services.requirements.sender_data))
+        await edit(
+            query,
+            t("edit-which"),
+            render.edit_keyboard(t, draft, context.services.requirements.sender_data),
+        )
         return PREVIEW
     # action == "ed": one field chosen
     if arg == "back":
@@ -503,13 +543,21 @@ async def confirm(update: Update, context: BotContext) -> int:
                 else None
             )
             note = f"⚠️ {message}"
-            await edit(query, render.preview_text(t, draft, customer, note=note), render.preview_keyboard(t, draft, retry=True))
+            await edit(
+                query,
+                render.preview_text(t, draft, customer, note=note),
+                render.preview_keyboard(t, draft, retry=True),
+            )
             return PREVIEW
         await edit(query, message)
         return END
     invoice = submission.invoice
     assert invoice.id is not None
-    await edit(query, render.invoice_card(t, invoice, submission.customer), render.invoice_card_keyboard(t, invoice))
+    await edit(
+        query,
+        render.invoice_card(t, invoice, submission.customer),
+        render.invoice_card_keyboard(t, invoice),
+    )
     if query.message is not None:
         await services.invoices.mark_card(invoice.id, query.message.message_id)
     if not submission.repeated and query.message is not None:
@@ -525,6 +573,9 @@ def build_conversation(timeout_seconds: float) -> ConversationHandler[BotContext
         CommandHandler("new", start_new),
         CallbackQueryHandler(start_new, pattern=r"^new$"),
     ]
+    # Buttons are bound to the draft id in their data, not to a message, so per_message=False
+    # is intended; PTB warns about it regardless.
+    warnings.filterwarnings("ignore", message=r"If 'per_message=False'", category=PTBUserWarning)
     return ConversationHandler(
         entry_points=new_entry,
         states={
@@ -534,8 +585,12 @@ def build_conversation(timeout_seconds: float) -> ConversationHandler[BotContext
                 MessageHandler(TEXT_INPUT, on_currency_text),
             ],
             TITLE: [MessageHandler(TEXT_INPUT, on_title)],
-            CUSTOMER: [CallbackQueryHandler(on_customer_button, pattern=draft + r"cus\|(\d{1,12}|new)$")],
-            SENDER_TYPE: [CallbackQueryHandler(on_sender_type, pattern=draft + r"st\|(natural|legal)$")],
+            CUSTOMER: [
+                CallbackQueryHandler(on_customer_button, pattern=draft + r"cus\|(\d{1,12}|new)$")
+            ],
+            SENDER_TYPE: [
+                CallbackQueryHandler(on_sender_type, pattern=draft + r"st\|(natural|legal)$")
+            ],
             FIRST_NAME: [MessageHandler(TEXT_INPUT, on_first_name)],
             LAST_NAME: [MessageHandler(TEXT_INPUT, on_last_name)],
             BIRTH_DATE: [MessageHandler(TEXT_INPUT, on_birth_date)],
@@ -544,7 +599,9 @@ def build_conversation(timeout_seconds: float) -> ConversationHandler[BotContext
             EMAIL: [MessageHandler(TEXT_INPUT, on_email)],
             PREVIEW: [
                 CallbackQueryHandler(confirm, pattern=draft + r"confirm\|$"),
-                CallbackQueryHandler(on_preview_action, pattern=draft + r"(edit|cancel|ed)\|[a-z]*$"),
+                CallbackQueryHandler(
+                    on_preview_action, pattern=draft + r"(edit|cancel|ed)\|[a-z]*$"
+                ),
             ],
             ConversationHandler.TIMEOUT: [TypeHandler(Update, timed_out)],
         },

@@ -55,13 +55,17 @@ def cb(draft: Draft, action: str, arg: str = "") -> str:
     return f"{draft.id}|{action}|{arg}"
 
 
-def currency_keyboard(t: Texts, draft: Draft, currencies: Sequence[Currency]) -> InlineKeyboardMarkup:
+def currency_keyboard(
+    t: Texts, draft: Draft, currencies: Sequence[Currency]
+) -> InlineKeyboardMarkup:
     row = [button(currency.code, cb(draft, "cur", currency.code)) for currency in currencies]
     rows = [row[i : i + 4] for i in range(0, len(row), 4)]
     return InlineKeyboardMarkup(rows)
 
 
-def customer_keyboard(t: Texts, draft: Draft, customers: Sequence[Customer]) -> InlineKeyboardMarkup:
+def customer_keyboard(
+    t: Texts, draft: Draft, customers: Sequence[Customer]
+) -> InlineKeyboardMarkup:
     rows = [[button(customer_label(c), cb(draft, "cus", str(c.id)))] for c in customers]
     rows.append([button(t("button-new-customer"), cb(draft, "cus", "new"))])
     return InlineKeyboardMarkup(rows)
@@ -104,7 +108,10 @@ def preview_keyboard(t: Texts, draft: Draft, retry: bool = False) -> InlineKeybo
     return InlineKeyboardMarkup(
         [
             [button(confirm, cb(draft, "confirm"))],
-            [button(t("button-edit"), cb(draft, "edit")), button(t("button-cancel"), cb(draft, "cancel"))],
+            [
+                button(t("button-edit"), cb(draft, "edit")),
+                button(t("button-cancel"), cb(draft, "cancel")),
+            ],
         ]
     )
 
@@ -123,8 +130,10 @@ def edit_keyboard(t: Texts, draft: Draft, with_customer: bool) -> InlineKeyboard
 
 def status_text(t: Texts, invoice: InvoiceRow) -> str:
     key = f"status-{invoice.status or invoice.outcome}"
-    return t(key) if key in t.catalog.keys(t.locale) | t.catalog.keys("en") else (
-        invoice.status or invoice.outcome
+    return (
+        t(key)
+        if key in t.catalog.keys(t.locale) | t.catalog.keys("en")
+        else (invoice.status or invoice.outcome)
     )
 
 
@@ -147,7 +156,9 @@ def invoice_card(t: Texts, invoice: InvoiceRow, customer: Customer | None) -> st
 def invoice_card_keyboard(t: Texts, invoice: InvoiceRow) -> InlineKeyboardMarkup | None:
     if not invoice.pay_url:
         return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(t("button-open-link"), url=invoice.pay_url)]])
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(t("button-open-link"), url=invoice.pay_url)]]
+    )
 
 
 def forward_text(t: Texts, invoice: InvoiceRow) -> str:
@@ -195,15 +206,27 @@ def invoice_details(
     t: Texts, invoice: InvoiceRow, customer: Customer | None, events: Sequence[InvoiceEventRow]
 ) -> str:
     lines = [invoice_card(t, invoice, customer), ""]
-    lines.append(t("details-meta", provider=invoice.provider, merchant=invoice.merchant_id,
-                   provider_id=invoice.provider_invoice_id or "—",
-                   created=invoice.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")))
+    lines.append(
+        t(
+            "details-meta",
+            provider=invoice.provider,
+            merchant=invoice.merchant_id,
+            provider_id=invoice.provider_invoice_id or "—",
+            created=invoice.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        )
+    )
     if customer is not None:
         lines.append(t("details-reference", reference=customer.reference))
     if invoice.error_code:
         lines.append(t("details-error", code=invoice.error_code))
     lines += ["", t("details-history")]
     for event in events:
-        lines.append(t("details-event", time=event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                       kind=event.kind, status=event.status or ""))
+        lines.append(
+            t(
+                "details-event",
+                time=event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                kind=event.kind,
+                status=event.status or "",
+            )
+        )
     return "\n".join(lines)

@@ -12,7 +12,9 @@ from bot.providers.cryptoprocessing import CryptoProcessingProvider
 __all__ = ["PaymentProvider", "build_provider"]
 
 
-def build_provider(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> PaymentProvider:
+def build_provider(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> PaymentProvider:
     timeout = httpx.Timeout(settings.provider_timeout_seconds, connect=10.0)
     if settings.provider is ProviderName.CRYPTOPROCESSING:
         assert settings.cryptoprocessing_api_key and settings.cryptoprocessing_secret_key

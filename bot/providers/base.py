@@ -77,7 +77,9 @@ class PaymentProvider(ABC):
         """Create exactly one invoice for `request.foreign_id`; never retried internally."""
 
     @abstractmethod
-    async def resolve_unknown(self, foreign_id: str, created_at: dt.datetime) -> CreatedInvoice | None:
+    async def resolve_unknown(
+        self, foreign_id: str, created_at: dt.datetime
+    ) -> CreatedInvoice | None:
         """Settle an attempt whose answer was lost.
 
         Returns the invoice if the provider has it and it can be reused, or None once the

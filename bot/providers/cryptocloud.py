@@ -47,7 +47,10 @@ class CryptoCloudProvider(PaymentProvider):
         self._client = client
         self._auth = f"Token {api_key}"
         self._shop_id = shop_id
-        self._time_to_pay = {"hours": time_to_pay_minutes // 60, "minutes": time_to_pay_minutes % 60}
+        self._time_to_pay = {
+            "hours": time_to_pay_minutes // 60,
+            "minutes": time_to_pay_minutes % 60,
+        }
 
     async def _call(self, path: str, payload: dict[str, Any]) -> Any:
         """POST and return `result` of a success reply; map everything else to typed errors."""
@@ -116,7 +119,9 @@ class CryptoCloudProvider(PaymentProvider):
     async def currencies(self) -> list[Currency]:
         return [Currency(code, decimals, "fiat") for code, decimals in FIAT_DECIMALS.items()]
 
-    async def resolve_unknown(self, foreign_id: str, created_at: dt.datetime) -> CreatedInvoice | None:
+    async def resolve_unknown(
+        self, foreign_id: str, created_at: dt.datetime
+    ) -> CreatedInvoice | None:
         # order_id is not unique at CryptoCloud, so a blind retry could leave two payable
         # invoices. Look for ours in the list around the attempt's date instead.
         # `limit` is documented as "number of the last record" (UNSURE): asking for

@@ -91,7 +91,9 @@ class CryptoProcessingProvider(PaymentProvider):
                 http_status=status,
             )
         if status == 429 or status >= 500:
-            raise ProviderUnavailable(f"cryptoprocessing answered HTTP {status}", http_status=status)
+            raise ProviderUnavailable(
+                f"cryptoprocessing answered HTTP {status}", http_status=status
+            )
         fields: dict[str, str] = {}
         if isinstance(body, dict):
             errors = body.get("errors")
@@ -187,7 +189,9 @@ class CryptoProcessingProvider(PaymentProvider):
             raise ProviderBadResponse("cryptoprocessing currency list is empty")
         return result
 
-    async def resolve_unknown(self, foreign_id: str, created_at: dt.datetime) -> CreatedInvoice | None:
+    async def resolve_unknown(
+        self, foreign_id: str, created_at: dt.datetime
+    ) -> CreatedInvoice | None:
         # There is no read endpoint, so the only way to be sure no second payable invoice
         # exists is to cancel by foreign_id. What cancel answers for an unknown id is not
         # documented (UNSURE): 404 and a foreign_id "not found" error both count as absent.

@@ -26,9 +26,7 @@ def _raw_decimals(value: Any) -> Any:
 
 def dump_json(payload: dict[str, Any]) -> bytes:
     """Serialise once; the returned bytes are what gets signed and sent."""
-    text: str = simplejson.dumps(
-        _raw_decimals(payload), separators=(",", ":"), ensure_ascii=False
-    )
+    text: str = simplejson.dumps(_raw_decimals(payload), separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8")
 
 

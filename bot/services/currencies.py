@@ -40,8 +40,11 @@ class CurrencyCatalog:
                 self._cache = {currency.code: currency for currency in fetched}
                 self._expires = time.monotonic() + self._ttl
             except ProviderError as exc:
-                logger.warning("currency list unavailable (%s); using %s", exc.code,
-                               "the cached list" if self._cache else "the built-in fallback")
+                logger.warning(
+                    "currency list unavailable (%s); using %s",
+                    exc.code,
+                    "the cached list" if self._cache else "the built-in fallback",
+                )
                 if not self._cache:
                     self._cache = {currency.code: currency for currency in FALLBACK}
                 self._expires = time.monotonic() + _RETRY_AFTER_FAILURE

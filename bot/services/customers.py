@@ -54,25 +54,19 @@ class CustomerService:
         key = lookup_key(merchant_id, sender)
         row = await self._repository.find(merchant_id, key)
         if row is None:
-            fields: dict[str, object] = {}
-            if isinstance(sender, NaturalPerson):
-                fields = {
-                    "first_name": sender.first_name,
-                    "last_name": sender.last_name,
-                    "date_of_birth": sender.date_of_birth,
-                }
-            else:
-                fields = {"legal_name": sender.legal_name, "country_alpha3": sender.country_alpha3}
-            row = await self._repository.add_or_get(
-                CustomerRow(
-                    merchant_id=merchant_id,
-                    reference=new_reference(),
-                    lookup_key=key,
-                    sender_type=sender_type_of(sender).value,
-                    email=email,
-                    **fields,
-                )
+            row = CustomerRow(
+                merchant_id=merchant_id,
+                reference=new_reference(),
+                lookup_key=key,
+                sender_type=sender_type_of(sender).value,
+                email=email,
             )
+            if isinstance(sender, NaturalPerson):
+                row.first_name, row.last_name = sender.first_name, sender.last_name
+                row.date_of_birth = sender.date_of_birth
+            else:
+                row.legal_name, row.country_alpha3 = sender.legal_name, sender.country_alpha3
+            row = await self._repository.add_or_get(row)
         if email and row.email != email:
             await self._repository.update_contact(row.id or 0, email)
             row.email = email

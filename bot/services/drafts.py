@@ -18,7 +18,7 @@ _DATE_FIELDS = {"date_of_birth"}
 
 def _encode(draft: Draft) -> str:
     data: dict[str, Any] = {}
-    for name in Draft.__slots__:  # type: ignore[attr-defined]
+    for name in Draft.__slots__:
         if name in {"id", "merchant_id", "chat_id"}:
             continue
         value = getattr(draft, name)
@@ -40,7 +40,7 @@ def _decode(row: DraftRow) -> Draft:
             data[name] = dt.date.fromisoformat(data[name])
     if data.get("sender_type") is not None:
         data["sender_type"] = SenderType(data["sender_type"])
-    known = set(Draft.__slots__)  # type: ignore[attr-defined]
+    known = set(Draft.__slots__)
     fields = {key: value for key, value in data.items() if key in known}
     return Draft(id=row.id, merchant_id=row.merchant_id, chat_id=row.chat_id, **fields)
 

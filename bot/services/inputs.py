@@ -159,8 +159,10 @@ def parse_country(text: str) -> str:
     if not value:
         raise InputError("error-country-unknown", value=text.strip())
     country = None
-    if len(value) in (2, 3) and value.isalpha():
-        country = pycountry.countries.get(**{f"alpha_{len(value)}": value.upper()})
+    if len(value) == 2 and value.isalpha():
+        country = pycountry.countries.get(alpha_2=value.upper())
+    elif len(value) == 3 and value.isalpha():
+        country = pycountry.countries.get(alpha_3=value.upper())
     if country is None:
         try:
             country = pycountry.countries.lookup(value)

@@ -111,7 +111,9 @@ class InvoiceService:
             raise SubmitError("error-submit-unresolved", public_id=live.public_id) from None
         if found is None:
             await self._invoices.record(
-                live.id, event="voided", outcome=InvoiceOutcome.VOIDED.value,
+                live.id,
+                event="voided",
+                outcome=InvoiceOutcome.VOIDED.value,
                 detail="no payable invoice at the provider",
             )
             logger.info("invoice %s: earlier attempt voided, retrying", live.id)
@@ -173,7 +175,11 @@ class InvoiceService:
             )
             logger.warning(
                 "invoice %s: create failed (%s, http=%s, outcome=%s, fields=%s)",
-                attempt.id, exc.code, exc.http_status, outcome.value, ",".join(sorted(fields)),
+                attempt.id,
+                exc.code,
+                exc.http_status,
+                outcome.value,
+                ",".join(sorted(fields)),
             )
             raise SubmitError(
                 f"error-provider-{exc.code}",
@@ -222,7 +228,9 @@ class InvoiceService:
         for row in rows:
             assert row.id is not None
             await self._invoices.record(
-                row.id, event="interrupted", outcome=InvoiceOutcome.UNKNOWN.value,
+                row.id,
+                event="interrupted",
+                outcome=InvoiceOutcome.UNKNOWN.value,
                 detail="bot stopped during the provider call",
             )
         return len(rows)

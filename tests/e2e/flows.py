@@ -45,6 +45,7 @@ async def confirm(telegram: FakeTelegram, merchant: FakeUser, preview: BotMessag
     """Press Confirm (or Retry); returns the card (the preview message, edited in place)."""
     label = "Retry" if any("Retry" in b.text for b in preview.buttons()) else "Confirm"
     await merchant.click(preview, label)
+
     # The card shows progress first; wait for the provider's outcome to replace it.
     def settled() -> BotMessage | None:
         card = current(telegram, preview)

@@ -1,4 +1,4 @@
-"""Every wrong answer gets a clear reason and the same question again; the invoice still comes out right."""
+"""Every wrong answer gets a reason and the same question again; the invoice still comes out."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ async def test_bad_answers_at_every_step_are_explained_and_asked_again(
     assert "does not accept XYZ" in (await m.reply("XYZ")).text
     assert "letters or digits" in (await m.reply("€€")).text
     back_to_amount = await m.click(question, "EUR")
-    assert "at most 2 decimal places" in back_to_amount.text and "What amount?" in back_to_amount.text
+    assert (
+        "at most 2 decimal places" in back_to_amount.text and "What amount?" in back_to_amount.text
+    )
     title_question = await m.reply("12.30")
     assert "Title" in title_question.text
 

@@ -17,7 +17,9 @@ async def test_legal_entity_is_sent_with_an_alpha3_country(
     await start_bot(cryptoprocessing)
     merchant = telegram.user(MERCHANT_ID)
     question = await fill_basics(merchant, "250", "USD", "Consulting, November")
-    preview = await add_legal_entity(merchant, question, "Acme Widgets GmbH", "Germany", "payer@example.org")
+    preview = await add_legal_entity(
+        merchant, question, "Acme Widgets GmbH", "Germany", "payer@example.org"
+    )
     assert "Acme Widgets GmbH, registered in Germany (DEU)" in preview.text
 
     card = await confirm(telegram, merchant, preview)
@@ -57,7 +59,9 @@ async def test_returning_customer_reuses_the_same_reference(
     )
     await confirm(telegram, merchant, preview)
 
-    references = {inv["request"]["end_user_reference"] for inv in cryptoprocessing.invoices.values()}
+    references = {
+        inv["request"]["end_user_reference"] for inv in cryptoprocessing.invoices.values()
+    }
     assert len(cryptoprocessing.invoices) == 3
     assert len(references) == 1
     [reference] = references

@@ -33,7 +33,11 @@ def test_a_complete_cryptoprocessing_setup_loads() -> None:
 
 def test_every_problem_is_named_at_once() -> None:
     with pytest.raises(ConfigError) as caught:
-        _load(provider="cryptoprocessing", merchant_ids="not-a-number", telegram_api_base_url="ftp://x")
+        _load(
+            provider="cryptoprocessing",
+            merchant_ids="not-a-number",
+            telegram_api_base_url="ftp://x",
+        )
     text = str(caught.value)
     assert "TELEGRAM_BOT_TOKEN: is required but not set" in text
     assert "MERCHANT_IDS" in text and "TELEGRAM_API_BASE_URL" in text
@@ -54,12 +58,17 @@ def test_provider_specific_settings_are_required() -> None:
 
 def test_nobody_allowed_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match="ADMIN_IDS and/or MERCHANT_IDS"):
-        _load(telegram_bot_token=TOKEN, provider="cryptocloud", cryptocloud_api_key="k", cryptocloud_shop_id="s")
+        _load(
+            telegram_bot_token=TOKEN,
+            provider="cryptocloud",
+            cryptocloud_api_key="k",
+            cryptocloud_shop_id="s",
+        )
 
 
 def test_the_bot_refuses_to_start_without_a_traceback_or_a_secret(tmp_path: Path) -> None:
     env = {"PATH": os.environ.get("PATH", ""), "TELEGRAM_BOT_TOKEN": TOKEN, "PROVIDER": "paypal"}
-    result = subprocess.run(  # noqa: S603 - our own interpreter and module
+    result = subprocess.run(
         [sys.executable, "-m", "bot"], cwd=tmp_path, env=env | {"PYTHONPATH": str(Path.cwd())},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

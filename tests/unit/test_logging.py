@@ -16,7 +16,8 @@ def test_known_secrets_and_token_shaped_strings_are_masked() -> None:
     redactor = SecretRedactor(["cp-secret-key-value"])
     record = logging.LogRecord(
         "httpx", logging.INFO, __file__, 1,
-        "POST https://api.telegram.org/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/sendMessage key=%s",
+        "POST https://api.telegram.org/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/sendMessage"
+        " key=%s",
         ("cp-secret-key-value",), None,
     )  # fmt: skip
     text = _format(record, redactor)

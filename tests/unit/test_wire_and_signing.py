@@ -1,4 +1,4 @@
-"""Signing follows the provider's documented test vector; money never becomes a float on the wire."""
+"""Signing matches the documented test vector; money never becomes a float on the wire."""
 
 from __future__ import annotations
 
