@@ -103,6 +103,11 @@ class BotRuntime:
         )
         await self.application.start()
         logger.info("bot started with provider %s", self.provider.name)
+        if not self.settings.admin_ids and not self.settings.merchant_ids:
+            logger.warning(
+                "ADMIN_IDS and MERCHANT_IDS are empty: everyone is refused and shown their id; "
+                "add yours and restart"
+            )
 
     async def stop(self) -> None:
         if self.stopped:

@@ -122,8 +122,6 @@ class Settings(BaseSettings):
                     missing.append(name.upper())
         if missing:
             raise ValueError(f"PROVIDER={self.provider.value} needs " + ", ".join(missing))
-        if not self.admin_ids and not self.merchant_ids:
-            raise ValueError("set ADMIN_IDS and/or MERCHANT_IDS, or nobody may use the bot")
         return self
 
     @property

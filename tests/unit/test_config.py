@@ -56,14 +56,14 @@ def test_provider_specific_settings_are_required() -> None:
     assert "INVOICE_URL_SUCCESS must be an https URL with a domain name" in str(caught.value)
 
 
-def test_nobody_allowed_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigError, match="ADMIN_IDS and/or MERCHANT_IDS"):
-        _load(
-            telegram_bot_token=TOKEN,
-            provider="cryptocloud",
-            cryptocloud_api_key="k",
-            cryptocloud_shop_id="s",
-        )
+def test_empty_allow_lists_are_accepted_so_a_new_operator_can_learn_their_id() -> None:
+    settings = _load(
+        telegram_bot_token=TOKEN,
+        provider="cryptocloud",
+        cryptocloud_api_key="k",
+        cryptocloud_shop_id="s",
+    )
+    assert settings.admin_ids == [] and settings.merchant_ids == []
 
 
 def test_the_bot_refuses_to_start_without_a_traceback_or_a_secret(tmp_path: Path) -> None:
