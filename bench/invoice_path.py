@@ -1,4 +1,4 @@
-"""Benchmarks for the invoice path: prints figures, asserts nothing (targets live here, not in tests).
+"""Benchmarks for the invoice path: prints figures and asserts nothing (targets live here).
 
 Run with `make bench`. Measures input parsing, request signing, and whole invoice creations
 through the real services, SQLite store and adapter against the fake CryptoProcessing server
