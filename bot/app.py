@@ -6,11 +6,16 @@ point the base URLs at their fake servers.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any
 
+import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 from telegram import BotCommand, Update
 from telegram.ext import (
     AIORateLimiter,
@@ -23,29 +28,33 @@ from telegram.ext import (
     filters,
 )
 
-from bot.config import Settings
-from bot.handlers import admin, common, new_invoice
+from bot.config import Settings, TelegramMode
+from bot.handlers import admin, common, lifecycle, new_invoice
 from bot.handlers.context import BotApplication, BotContext, BotServices, texts_for
 from bot.i18n import Catalog
 from bot.persistence import DatabaseConversationPersistence
 from bot.providers import PaymentProvider, build_provider
+from bot.providers.base import ProviderError
 from bot.services.access import AccessPolicy
 from bot.services.currencies import CurrencyCatalog
 from bot.services.customers import CustomerService
 from bot.services.drafts import DraftService
 from bot.services.invoices import InvoiceService
+from bot.services.payments import PaymentService
 from bot.update_processor import PerChatUpdateProcessor
+from bot.web import TELEGRAM_WEBHOOK_PATH, build_web_app
 from storage.engine import create_engine, create_session_factory, migrate
 from storage.repositories import (
     ConversationStateRepository,
     CustomerRepository,
     DraftRepository,
     InvoiceRepository,
+    PaymentRepository,
 )
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("new", "cancel", "invoices", "invoice", "help")
+COMMANDS = ("new", "cancel", "invoices", "invoice", "refresh", "cancel_invoice", "help")
 
 
 async def _outside_conversation(update: Update, context: BotContext) -> None:
@@ -68,12 +77,68 @@ def register_handlers(app: BotApplication, settings: Settings) -> None:
     app.add_handler(CommandHandler("invoices", admin.list_invoices))
     app.add_handler(CommandHandler("invoice", admin.show_invoice))
     app.add_handler(CallbackQueryHandler(admin.list_page, pattern=r"^list\|\d{1,6}$"))
+    app.add_handler(CommandHandler("cancel_invoice", lifecycle.cancel_invoice_command))
+    app.add_handler(CommandHandler("refresh", lifecycle.refresh_command))
+    app.add_handler(CommandHandler("callbacks", lifecycle.callbacks_command))
+    app.add_handler(
+        CallbackQueryHandler(lifecycle.card_button, pattern=r"^inv\|(cancel|refresh)\|\d{1,12}$")
+    )
     app.add_handler(CommandHandler("cancel", _outside_conversation))
     app.add_handler(CallbackQueryHandler(_outside_conversation))
     app.add_handler(
         MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, _outside_conversation)
     )
     app.add_error_handler(common.on_error)
+
+
+async def _reconcile(context: BotContext) -> None:
+    """Job: catch up on missed callbacks, flag what cannot be checked, wake the notifier."""
+    services = context.services
+    try:
+        await services.invoices.settle_orphans()
+        result = await services.payments.reconcile()
+    except ProviderError as exc:
+        logger.warning("reconciliation skipped: provider %s", exc.code)
+        return
+    if result.flagged:
+        await lifecycle.alert_admins(context.bot, services, list(result.flagged))
+    if result.checked:
+        logger.info(
+            "reconciliation: %d open invoice(s), %d changed", result.checked, result.changed
+        )
+
+
+class HttpServer:
+    """uvicorn in the bot's loop, on a socket we bind ourselves so port 0 works in tests."""
+
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
+        self._app, self._host, self._port = app, host, port
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self._port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app, lifespan="off", log_level="warning", access_log=False,
+            timeout_graceful_shutdown=2,
+        )  # fmt: skip
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+            self._server = self._task = None
 
 
 @dataclass
@@ -85,9 +150,12 @@ class BotRuntime:
     engine: AsyncEngine
     provider: PaymentProvider
     services: BotServices
+    notifier: lifecycle.Notifier
+    http: HttpServer
     stopped: bool = False
 
     async def start(self, *, poll_timeout: int = 30) -> None:
+        settings = self.settings
         await migrate(self.engine)
         interrupted = await self.services.invoices.recover_interrupted()
         if interrupted:
@@ -97,13 +165,35 @@ class BotRuntime:
         await self.application.initialize()
         await self._set_commands()
         await self.services.currencies.all()
-        assert self.application.updater is not None
-        await self.application.updater.start_polling(
-            poll_interval=0.0, timeout=poll_timeout, allowed_updates=Update.ALL_TYPES
-        )
+        await self.http.start()
+        logger.info("HTTP server listening on port %s", self.http.port)
+        if settings.telegram_mode is TelegramMode.WEBHOOK:
+            assert settings.public_base_url and settings.telegram_webhook_secret
+            await self.application.bot.set_webhook(
+                url=settings.public_base_url + TELEGRAM_WEBHOOK_PATH,
+                secret_token=settings.telegram_webhook_secret.get_secret_value(),
+                allowed_updates=Update.ALL_TYPES,
+            )
+        else:
+            assert self.application.updater is not None
+            await self.application.updater.start_polling(
+                poll_interval=0.0, timeout=poll_timeout, allowed_updates=Update.ALL_TYPES
+            )
         await self.application.start()
-        logger.info("bot started with provider %s", self.provider.name)
-        if not self.settings.admin_ids and not self.settings.merchant_ids:
+        self.notifier.start()
+        self.notifier.wake()  # anything left untold by a previous run
+        assert self.application.job_queue is not None
+        self.application.job_queue.run_repeating(
+            _reconcile, interval=settings.reconcile_interval_seconds, first=1.0, name="reconcile"
+        )
+        logger.info(
+            "bot started with provider %s in %s mode",
+            self.provider.name,
+            settings.telegram_mode.value,
+        )
+        if settings.public_base_url is None:
+            logger.warning("PUBLIC_BASE_URL is not set: providers cannot send payment callbacks")
+        if not settings.admin_ids and not settings.merchant_ids:
             logger.warning(
                 "ADMIN_IDS and MERCHANT_IDS are empty: everyone is refused and shown their id; "
                 "add yours and restart"
@@ -113,6 +203,8 @@ class BotRuntime:
         if self.stopped:
             return
         self.stopped = True
+        await self.http.stop()
+        await self.notifier.stop()
         updater = self.application.updater
         if updater is not None and updater.running:
             await updater.stop()
@@ -139,6 +231,7 @@ def build_runtime(settings: Settings, *, provider_transport: Any = None) -> BotR
     customer_service = CustomerService(CustomerRepository(sessions))
     draft_repository = DraftRepository(sessions)
     draft_service = DraftService(draft_repository)
+    payments = PaymentService(provider=provider, payments=PaymentRepository(sessions))
     services = BotServices(
         settings=settings,
         catalog=Catalog.load(default=settings.default_locale),
@@ -151,13 +244,15 @@ def build_runtime(settings: Settings, *, provider_transport: Any = None) -> BotR
             drafts=draft_repository,
             draft_service=draft_service,
             customers=customer_service,
+            settle_after=dt.timedelta(seconds=2 * settings.provider_timeout_seconds),
         ),
         currencies=CurrencyCatalog(
             provider, ttl_seconds=settings.currency_cache_seconds, common=settings.common_currencies
         ),
         requirements=provider.requirements,
+        payments=payments,
     )
-    application: BotApplication = (
+    builder = (
         Application.builder()
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
@@ -166,8 +261,30 @@ def build_runtime(settings: Settings, *, provider_transport: Any = None) -> BotR
         .persistence(DatabaseConversationPersistence(ConversationStateRepository(sessions)))
         .concurrent_updates(PerChatUpdateProcessor())
         .rate_limiter(AIORateLimiter(max_retries=2))
-        .build()
     )
+    if settings.telegram_mode is TelegramMode.WEBHOOK:
+        builder = builder.updater(None)  # updates arrive on our own HTTP server instead
+    application: BotApplication = builder.build()
     application.bot_data["services"] = services
     register_handlers(application, settings)
-    return BotRuntime(settings, application, engine, provider, services)
+    notifier = lifecycle.Notifier(application.bot, services)
+    payments.on_change = notifier.wake
+
+    async def enqueue_update(payload: Any) -> None:
+        await application.update_queue.put(Update.de_json(payload, application.bot))
+
+    webhook = settings.telegram_mode is TelegramMode.WEBHOOK
+    web_app = build_web_app(
+        provider_name=provider.name,
+        payments=payments,
+        max_body=settings.http_max_body_bytes,
+        is_ready=lambda: application.running,
+        telegram_secret=(
+            settings.telegram_webhook_secret.get_secret_value()
+            if webhook and settings.telegram_webhook_secret
+            else None
+        ),
+        on_telegram_update=enqueue_update if webhook else None,
+    )
+    http = HttpServer(web_app, settings.http_host, settings.http_port)
+    return BotRuntime(settings, application, engine, provider, services, notifier, http)

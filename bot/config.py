@@ -12,6 +12,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
+class TelegramMode(StrEnum):
+    POLLING = "polling"
+    WEBHOOK = "webhook"
+
+
 class ProviderName(StrEnum):
     CRYPTOPROCESSING = "cryptoprocessing"
     CRYPTOCLOUD = "cryptocloud"
@@ -39,6 +44,14 @@ class Settings(BaseSettings):
 
     telegram_bot_token: SecretStr
     telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_mode: TelegramMode = TelegramMode.POLLING
+    telegram_webhook_secret: SecretStr | None = None
+
+    # The bot's own HTTP server: provider callbacks, health check, Telegram webhook.
+    http_host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    public_base_url: str | None = None
+    http_max_body_bytes: int = Field(default=65536, ge=1024)
 
     provider: ProviderName
 
@@ -70,6 +83,8 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(default=20.0, gt=0)
     currency_cache_seconds: int = Field(default=3600, ge=0)
     log_level: str = "INFO"
+    notify_chat_id: int | None = None
+    reconcile_interval_seconds: float = Field(default=300, gt=0)
 
     @field_validator("admin_ids", "merchant_ids", mode="before")
     @classmethod
@@ -93,6 +108,26 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in {"http", "https"}:
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not _is_public_https_url(value):
+            raise ValueError(
+                "must be an https URL with a domain name (providers and Telegram need one)"
+            )
+        return value.rstrip("/")
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if not (16 <= len(secret) <= 256) or not all(c.isalnum() or c in "_-" for c in secret):
+                raise ValueError("must be 16-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -122,7 +157,21 @@ class Settings(BaseSettings):
                     missing.append(name.upper())
         if missing:
             raise ValueError(f"PROVIDER={self.provider.value} needs " + ", ".join(missing))
+        if self.telegram_mode is TelegramMode.WEBHOOK:
+            needs = [
+                name.upper()
+                for name in ("public_base_url", "telegram_webhook_secret")
+                if getattr(self, name) is None
+            ]
+            if needs:
+                raise ValueError("TELEGRAM_MODE=webhook needs " + ", ".join(needs))
         return self
+
+    def callback_url(self, provider: ProviderName) -> str | None:
+        """The URL to paste into the provider's dashboard."""
+        return (
+            f"{self.public_base_url}/callbacks/{provider.value}" if self.public_base_url else None
+        )
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -79,8 +79,72 @@ class InvoiceRequest:
 class CreatedInvoice:
     provider_invoice_id: str
     pay_url: str
-    status: str
+    status: str  # a PaymentStatus value
     raw_amount: str | None = None
+    expires_at: dt.datetime | None = None
+
+
+class PaymentStatus(StrEnum):
+    """One status model for both providers; each adapter maps its own words onto it."""
+
+    CREATED = "created"
+    PENDING = "pending"
+    PROCESSING = "processing"
+    PARTIAL = "partial"
+    PAID = "paid"
+    OVERPAID = "overpaid"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def rank(self) -> int:
+        """Statuses only move to a higher rank; final ones never move again."""
+        return _RANK[self]
+
+    @property
+    def final(self) -> bool:
+        return self.rank == _FINAL_RANK
+
+    @property
+    def needs_action(self) -> bool:
+        """Worth a separate notification, not only an edited card."""
+        return self in {
+            PaymentStatus.PAID, PaymentStatus.PARTIAL, PaymentStatus.OVERPAID,
+            PaymentStatus.FAILED, PaymentStatus.EXPIRED,
+        }  # fmt: skip
+
+
+_FINAL_RANK = 4
+_RANK = {
+    PaymentStatus.CREATED: 0,
+    PaymentStatus.PENDING: 1,
+    PaymentStatus.PROCESSING: 2,
+    PaymentStatus.PARTIAL: 3,
+    PaymentStatus.PAID: _FINAL_RANK,
+    PaymentStatus.OVERPAID: _FINAL_RANK,
+    PaymentStatus.FAILED: _FINAL_RANK,
+    PaymentStatus.EXPIRED: _FINAL_RANK,
+    PaymentStatus.CANCELLED: _FINAL_RANK,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """What a provider says about one invoice, already verified and mapped.
+
+    `dedupe_key` identifies this exact report, so a redelivery changes nothing.
+    Amounts are kept as the provider's exact text.
+    """
+
+    provider_invoice_id: str | None
+    foreign_id: str | None
+    status: PaymentStatus
+    provider_status: str
+    dedupe_key: str
+    amount_received: str | None = None
+    received_currency: str | None = None
+    detail: str | None = None
 
 
 class InvoiceOutcome(StrEnum):

@@ -29,7 +29,8 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_engine(url: str) -> AsyncEngine:
     is_sqlite = url.startswith("sqlite")
     # A file database has no server to drop connections, so no pre-ping round trip.
-    engine = create_async_engine(url, pool_pre_ping=not is_sqlite)
+    # hide_parameters: SQL errors would otherwise quote drafts and customers (personal data).
+    engine = create_async_engine(url, pool_pre_ping=not is_sqlite, hide_parameters=True)
     if is_sqlite:
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
     return engine

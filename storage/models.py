@@ -71,6 +71,7 @@ class InvoiceRow(SQLModel, table=True):
         ),
         Index("ix_invoice_merchant_created", "merchant_id", "created_at"),
         Index("ix_invoice_created", "created_at"),
+        Index("ix_invoice_provider_id", "provider", "provider_invoice_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -88,6 +89,13 @@ class InvoiceRow(SQLModel, table=True):
     message_id: int | None = Field(default=None, sa_type=BigInteger)
     outcome: str = Field(default="creating", max_length=16)
     status: str | None = Field(default=None, max_length=32)
+    # The last status the merchant was told about; differs from `status` until they are.
+    notified_status: str | None = Field(default=None, max_length=32)
+    amount_received: str | None = Field(default=None, max_length=64)
+    received_currency: str | None = Field(default=None, max_length=16)
+    expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    flagged_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    locale: str | None = Field(default=None, max_length=8)  # the merchant's, for notifications
     error_code: str | None = Field(default=None, max_length=64)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -103,6 +111,21 @@ class InvoiceEventRow(SQLModel, table=True):
     status: str | None = Field(default=None, max_length=32)
     detail: str | None = Field(default=None, max_length=500)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ProviderEventRow(SQLModel, table=True):
+    """Every verified callback or poll result, once: the unique key makes redelivery a no-op."""
+
+    __tablename__ = "provider_event"
+    __table_args__ = (Index("ux_provider_event_key", "provider", "dedupe_key", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    dedupe_key: str = Field(max_length=200)
+    invoice_id: int | None = Field(default=None, foreign_key="invoice.id")
+    provider_status: str = Field(max_length=32)
+    status: str = Field(max_length=32)
+    received_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class ConversationStateRow(SQLModel, table=True):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import func
@@ -19,6 +19,7 @@ from storage.models import (
     DraftRow,
     InvoiceEventRow,
     InvoiceRow,
+    ProviderEventRow,
 )
 from storage.types import utcnow
 
@@ -238,6 +239,11 @@ class InvoiceRepository:
             )
             return result.all()
 
+    async def unknown_attempts(self) -> Sequence[InvoiceRow]:
+        async with self._sessions() as session:
+            result = await session.exec(select(InvoiceRow).where(InvoiceRow.outcome == "unknown"))
+            return result.all()
+
     async def stale_creating(self, before: dt.datetime) -> Sequence[InvoiceRow]:
         """Attempts a crash left in 'creating': their outcome at the provider is unknown."""
         async with self._sessions() as session:
@@ -274,3 +280,168 @@ class ConversationStateRepository:
                     ConversationStateRow(name=name, key=key, state=state, updated_at=utcnow())
                 )
             await session.commit()
+
+
+class StatusChange:
+    """What applying one provider report did; `changed` is False for duplicates and stale ones."""
+
+    __slots__ = ("changed", "duplicate", "invoice", "previous")
+
+    def __init__(
+        self,
+        invoice: InvoiceRow | None,
+        *,
+        previous: str | None = None,
+        changed: bool = False,
+        duplicate: bool = False,
+    ) -> None:
+        self.invoice = invoice
+        self.previous = previous
+        self.changed = changed
+        self.duplicate = duplicate
+
+
+class PaymentRepository:
+    """Status updates from providers: stored once, applied forward only, notified once."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def apply(
+        self,
+        *,
+        provider: str,
+        dedupe_key: str,
+        provider_invoice_id: str | None,
+        foreign_id: str | None,
+        provider_status: str,
+        status: str,
+        rank_of: Callable[[str | None], int],
+        final_rank: int,
+        amount_received: str | None = None,
+        received_currency: str | None = None,
+        detail: str | None = None,
+    ) -> StatusChange:
+        """Record the report and move the invoice forward in one transaction."""
+        async with self._sessions() as session:
+            row = await self._find(session, provider, provider_invoice_id, foreign_id)
+            event = ProviderEventRow(
+                provider=provider,
+                dedupe_key=dedupe_key[:200],
+                invoice_id=row.id if row else None,
+                provider_status=provider_status[:32],
+                status=status,
+            )
+            session.add(event)
+            try:
+                await session.flush()
+            except IntegrityError:
+                await session.rollback()
+                return StatusChange(row, duplicate=True)
+            if row is None or row.id is None:
+                await session.commit()
+                return StatusChange(None)
+            previous = row.status
+            current_rank = rank_of(previous)
+            forward = rank_of(status) > current_rank and current_rank < final_rank
+            if forward:
+                row.status = status
+                row.amount_received = amount_received or row.amount_received
+                row.received_currency = received_currency or row.received_currency
+                row.updated_at = utcnow()
+                session.add(row)
+            session.add(
+                InvoiceEventRow(
+                    invoice_id=row.id,
+                    kind="status" if forward else "status-ignored",
+                    status=status,
+                    detail=(f"{provider_status}" + (f"; {detail}" if detail else ""))[:500],
+                )
+            )
+            await session.commit()
+            return StatusChange(row, previous=previous, changed=forward)
+
+    @staticmethod
+    async def _find(
+        session: AsyncSession,
+        provider: str,
+        provider_invoice_id: str | None,
+        foreign_id: str | None,
+    ) -> InvoiceRow | None:
+        if provider_invoice_id:
+            result = await session.exec(
+                select(InvoiceRow).where(
+                    InvoiceRow.provider == provider,
+                    InvoiceRow.provider_invoice_id == provider_invoice_id,
+                )
+            )
+            row = result.first()
+            if row is not None:
+                return row
+        if foreign_id:
+            result = await session.exec(
+                select(InvoiceRow).where(
+                    InvoiceRow.provider == provider, InvoiceRow.public_id == foreign_id
+                )
+            )
+            return result.first()
+        return None
+
+    async def open_invoices(
+        self, provider: str, open_statuses: Sequence[str], limit: int = 1000
+    ) -> Sequence[InvoiceRow]:
+        """Created invoices still waiting for a final status, oldest first."""
+        async with self._sessions() as session:
+            result = await session.exec(
+                select(InvoiceRow)
+                .where(
+                    InvoiceRow.provider == provider,
+                    InvoiceRow.outcome == "created",
+                    col(InvoiceRow.status).in_(open_statuses),
+                )
+                .order_by(col(InvoiceRow.id))
+                .limit(limit)
+            )
+            return result.all()
+
+    async def unnotified(self, limit: int = 100) -> Sequence[InvoiceRow]:
+        async with self._sessions() as session:
+            result = await session.exec(
+                select(InvoiceRow)
+                .where(
+                    InvoiceRow.outcome == "created",
+                    col(InvoiceRow.notified_status).is_not(None),
+                    col(InvoiceRow.status) != col(InvoiceRow.notified_status),
+                )
+                .order_by(col(InvoiceRow.updated_at))
+                .limit(limit)
+            )
+            return result.all()
+
+    async def mark_notified(self, invoice_id: int, status: str) -> bool:
+        """Compare-and-set, so two notifiers never both tell the merchant."""
+        async with self._sessions() as session:
+            result = await session.exec(
+                update(InvoiceRow)
+                .where(col(InvoiceRow.id) == invoice_id, col(InvoiceRow.notified_status) != status)
+                .values(notified_status=status)
+            )
+            await session.commit()
+            return bool(result.rowcount)
+
+    async def flag(self, invoice_id: int, detail: str) -> bool:
+        """Mark an invoice for the admin's attention once; False if it already was."""
+        async with self._sessions() as session:
+            result = await session.exec(
+                update(InvoiceRow)
+                .where(col(InvoiceRow.id) == invoice_id, col(InvoiceRow.flagged_at).is_(None))
+                .values(flagged_at=utcnow())
+            )
+            if result.rowcount:
+                session.add(InvoiceEventRow(invoice_id=invoice_id, kind="flagged", detail=detail))
+            await session.commit()
+            return bool(result.rowcount)
+
+    async def ping(self) -> None:
+        async with self._sessions() as session:
+            await session.exec(select(1))

@@ -104,6 +104,10 @@ def settings_for(
         "admin_ids": str(ADMIN_ID),
         "provider_timeout_seconds": 2.0,
         "conversation_timeout_seconds": 600,
+        "http_host": "127.0.0.1",
+        "http_port": 0,
+        "public_base_url": "https://bot.example.com",
+        "reconcile_interval_seconds": 3600,
     }
     if isinstance(provider, FakeCryptoProcessing):
         values |= {

@@ -79,6 +79,8 @@ async def show_invoice(update: Update, context: BotContext) -> None:
     await update.effective_chat.send_message(
         text[:4096],
         parse_mode=ParseMode.HTML,
-        reply_markup=render.invoice_card_keyboard(t, invoice),
+        reply_markup=render.invoice_card_keyboard(
+            t, invoice, can_refresh=services.payments.can_query
+        ),
         disable_web_page_preview=True,
     )

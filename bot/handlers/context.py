@@ -16,6 +16,7 @@ from bot.services.currencies import CurrencyCatalog
 from bot.services.customers import CustomerService
 from bot.services.drafts import DraftService
 from bot.services.invoices import InvoiceService
+from bot.services.payments import PaymentService
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class BotServices:
     invoices: InvoiceService
     currencies: CurrencyCatalog
     requirements: ProviderRequirements
+    payments: PaymentService
 
 
 class BotContext(CallbackContext[ExtBot[Any], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):

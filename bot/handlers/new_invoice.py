@@ -7,6 +7,7 @@ merchant was. Buttons carry the draft id and a stale one is refused, never acted
 from __future__ import annotations
 
 import datetime as dt
+import html
 import logging
 import warnings
 from typing import Any
@@ -139,6 +140,7 @@ async def show_preview(
     t = texts_for(update, context)
     draft.editing = False
     draft.extra["step"] = STEP_NAMES[PREVIEW]
+    draft.extra["rev"] = str(int(draft.extra.get("rev", "0")) + 1)
     await services.drafts.save(draft)
     customer = (
         await services.customers.get(draft.merchant_id, draft.customer_id)
@@ -187,6 +189,7 @@ async def start_new(update: Update, context: BotContext) -> int:
     merchant_id, chat_id = _ids(update)
     draft = await context.services.drafts.start(merchant_id, chat_id)
     t = texts_for(update, context)
+    draft.extra["locale"] = t.locale
     await _send(update, t("new-intro"))
     return await ask(update, context, draft, AMOUNT)
 
@@ -220,7 +223,13 @@ async def unexpected(update: Update, context: BotContext) -> int | None:
     t = texts_for(update, context)
     if update.callback_query:
         await answer(update.callback_query, t("stale-button"))
-        return None
+        if draft is None:
+            return END
+        # Re-ask the step the draft records: this also resyncs after a crash left the
+        # conversation state a step behind the draft.
+        return await ask(
+            update, context, draft, STEPS_BY_NAME.get(draft.extra.get("step", ""), AMOUNT)
+        )
     if draft is None:
         await _send(update, t("no-draft"))
         return END
@@ -427,7 +436,8 @@ async def _mark_chosen(update: Update, choice: str) -> None:
     assert query is not None
     message = query.message
     text = message.text_html if message is not None and hasattr(message, "text_html") else ""
-    await edit(query, f"{text}\n→ <b>{choice}</b>" if text else f"→ <b>{choice}</b>")
+    chosen = f"→ <b>{html.escape(choice, quote=False)}</b>"
+    await edit(query, f"{text}\n{chosen}" if text else chosen)
 
 
 async def on_currency_button(update: Update, context: BotContext) -> int | None:
@@ -518,7 +528,7 @@ async def on_preview_action(update: Update, context: BotContext) -> int | None:
     return await ask(update, context, draft, target)
 
 
-async def confirm(update: Update, context: BotContext) -> int:
+async def confirm(update: Update, context: BotContext) -> int | None:
     """Creates the invoice once, turns the preview into the invoice card, adds a forwardable text.
 
     Works outside the conversation too: a Confirm pressed again on an old card shows the
@@ -526,15 +536,24 @@ async def confirm(update: Update, context: BotContext) -> int:
     """
     query = update.callback_query
     assert query is not None and query.data is not None and update.effective_user is not None
-    draft_id = query.data.partition("|")[0]
+    draft_id, _, revision = query.data.split("|", 2)
     services = context.services
     t = texts_for(update, context)
+    if not await services.invoices.owns(draft_id, update.effective_user.id):
+        await answer(query, t("stale-button"))
+        return END
     await answer(query)
-    await edit(query, t("progress-creating"))
+    if not await services.invoices.already_created(draft_id):  # a repeat shows the card at once
+        await edit(query, t("progress-creating"))
     try:
-        submission = await services.invoices.submit(draft_id, update.effective_user.id)
+        submission = await services.invoices.submit(
+            draft_id, update.effective_user.id, revision or None
+        )
     except SubmitError as exc:
         message = t(exc.key, **exc.params)
+        if exc.key == "error-draft-changed":
+            await edit(query, message)  # the newer preview below stays the one to confirm
+            return None
         draft = await _draft(update, context)
         if exc.retry and draft is not None and draft.id == draft_id:
             customer = (
@@ -556,7 +575,7 @@ async def confirm(update: Update, context: BotContext) -> int:
     await edit(
         query,
         render.invoice_card(t, invoice, submission.customer),
-        render.invoice_card_keyboard(t, invoice),
+        render.invoice_card_keyboard(t, invoice, can_refresh=services.payments.can_query),
     )
     if query.message is not None:
         await services.invoices.mark_card(invoice.id, query.message.message_id)
@@ -598,7 +617,7 @@ def build_conversation(timeout_seconds: float) -> ConversationHandler[BotContext
             COUNTRY: [MessageHandler(TEXT_INPUT, on_country)],
             EMAIL: [MessageHandler(TEXT_INPUT, on_email)],
             PREVIEW: [
-                CallbackQueryHandler(confirm, pattern=draft + r"confirm\|$"),
+                CallbackQueryHandler(confirm, pattern=draft + r"confirm\|\d{0,9}$"),
                 CallbackQueryHandler(
                     on_preview_action, pattern=draft + r"(edit|cancel|ed)\|[a-z]*$"
                 ),
@@ -619,6 +638,6 @@ def build_conversation(timeout_seconds: float) -> ConversationHandler[BotContext
     )
 
 
-def confirm_outside_conversation() -> CallbackQueryHandler[BotContext, int]:
+def confirm_outside_conversation() -> CallbackQueryHandler[BotContext, int | None]:
     """Catches Confirm on a card whose conversation has ended (restart, double tap)."""
-    return CallbackQueryHandler(confirm, pattern=r"^[0-9a-f]{16}\|confirm\|$")
+    return CallbackQueryHandler(confirm, pattern=r"^[0-9a-f]{16}\|confirm\|\d{0,9}$")

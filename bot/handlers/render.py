@@ -7,10 +7,20 @@ from decimal import Decimal
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.domain import Currency, Customer, Draft, LegalEntity, NaturalPerson, Sender, SenderType
+from bot.domain import (
+    Currency,
+    Customer,
+    Draft,
+    LegalEntity,
+    NaturalPerson,
+    PaymentStatus,
+    Sender,
+    SenderType,
+)
 from bot.i18n import Texts
 from bot.services.inputs import country_name
 from bot.services.invoices import sender_of
+from bot.services.payments import CANCELLABLE
 from storage.models import InvoiceEventRow, InvoiceRow
 
 
@@ -105,9 +115,10 @@ def preview_text(t: Texts, draft: Draft, customer: Customer | None, note: str | 
 
 def preview_keyboard(t: Texts, draft: Draft, retry: bool = False) -> InlineKeyboardMarkup:
     confirm = t("button-retry") if retry else t("button-confirm")
+    # The revision ties Confirm to this exact preview: an older one cannot confirm edits.
     return InlineKeyboardMarkup(
         [
-            [button(confirm, cb(draft, "confirm"))],
+            [button(confirm, cb(draft, "confirm", draft.extra.get("rev", "0")))],
             [
                 button(t("button-edit"), cb(draft, "edit")),
                 button(t("button-cancel"), cb(draft, "cancel")),
@@ -148,16 +159,52 @@ def invoice_card(t: Texts, invoice: InvoiceRow, customer: Customer | None) -> st
         lines.append(t("field-customer"))
         lines.append(sender_text(t, customer.sender))
     lines.append(t("field-status", status=status_text(t, invoice)))
-    if invoice.pay_url:
+    if invoice.amount_received:
+        lines.append(
+            t(
+                "field-received",
+                amount=invoice.amount_received,
+                currency=invoice.received_currency or "",
+            )
+        )
+    if invoice.pay_url and not _is_final(invoice):
         lines.append(t("field-pay-link", url=invoice.pay_url))
     return "\n".join(lines)
 
 
-def invoice_card_keyboard(t: Texts, invoice: InvoiceRow) -> InlineKeyboardMarkup | None:
-    if not invoice.pay_url:
+def _is_final(invoice: InvoiceRow) -> bool:
+    try:
+        return PaymentStatus(invoice.status or "").final
+    except ValueError:
+        return False
+
+
+def invoice_card_keyboard(
+    t: Texts, invoice: InvoiceRow, *, can_refresh: bool = False
+) -> InlineKeyboardMarkup | None:
+    """Pay link while payable; Cancel while nothing is paid; Refresh where the provider answers."""
+    if not invoice.pay_url or invoice.id is None or _is_final(invoice):
         return None
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(t("button-open-link"), url=invoice.pay_url)]]
+    rows = [[InlineKeyboardButton(t("button-open-link"), url=invoice.pay_url)]]
+    actions = []
+    if invoice.status in CANCELLABLE:
+        actions.append(button(t("button-cancel-invoice"), f"inv|cancel|{invoice.id}"))
+    if can_refresh:
+        actions.append(button(t("button-refresh"), f"inv|refresh|{invoice.id}"))
+    if actions:
+        rows.append(actions)
+    return InlineKeyboardMarkup(rows)
+
+
+def notification(t: Texts, invoice: InvoiceRow) -> str:
+    return t(
+        f"notify-{invoice.status}",
+        public_id=invoice.public_id,
+        id=invoice.id,
+        title=invoice.title,
+        amount=amount_text(invoice.amount),
+        currency=invoice.currency,
+        received=f"{invoice.amount_received or '?'} {invoice.received_currency or ''}".strip(),
     )
 
 
@@ -220,7 +267,7 @@ def invoice_details(
     if invoice.error_code:
         lines.append(t("details-error", code=invoice.error_code))
     lines += ["", t("details-history")]
-    for event in events:
+    for event in events[-30:]:  # the newest, so the message stays under Telegram's limit
         lines.append(
             t(
                 "details-event",

@@ -39,4 +39,9 @@ def build_provider(
         api_key=settings.cryptocloud_api_key.get_secret_value(),
         shop_id=settings.cryptocloud_shop_id,
         time_to_pay_minutes=settings.cryptocloud_time_to_pay_minutes,
+        secret_key=(
+            settings.cryptocloud_secret_key.get_secret_value()
+            if settings.cryptocloud_secret_key
+            else None
+        ),
     )

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from bot.domain import CreatedInvoice, Currency, InvoiceRequest, ProviderRequirements
+from bot.domain import (
+    CreatedInvoice,
+    Currency,
+    InvoiceRequest,
+    ProviderRequirements,
+    StatusReport,
+)
 
 
 class ProviderError(Exception):
@@ -62,6 +69,15 @@ class ProviderBadResponse(ProviderError):
     definite = False
 
 
+class CallbackRejected(Exception):
+    """An inbound callback that must change nothing; `status_code` is what the sender gets."""
+
+    def __init__(self, status_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status_code = status_code
+        self.reason = reason
+
+
 class PaymentProvider(ABC):
     """A payment provider as the services see it: no Telegram, no storage."""
 
@@ -86,6 +102,21 @@ class PaymentProvider(ABC):
         provider certainly holds no payable invoice for `foreign_id`. Raises ProviderError
         when that cannot be established yet.
         """
+
+    # Whether fetch_statuses works: CryptoProcessing has no read endpoint for invoices.
+    supports_status_query: ClassVar[bool] = False
+
+    @abstractmethod
+    async def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[StatusReport]:
+        """Verify a callback on its raw bytes, then map it; CallbackRejected if not ours."""
+
+    async def fetch_statuses(self, provider_invoice_ids: Sequence[str]) -> list[StatusReport]:
+        """Read invoices' current statuses (only where `supports_status_query`)."""
+        raise NotImplementedError(f"{self.name} cannot be asked for an invoice's status")
+
+    @abstractmethod
+    async def cancel(self, provider_invoice_id: str, foreign_id: str) -> None:
+        """Cancel an unpaid invoice; ProviderValidationError when its state does not allow it."""
 
     @abstractmethod
     async def aclose(self) -> None:

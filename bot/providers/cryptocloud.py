@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any, ClassVar
+from urllib.parse import parse_qs
 
 import httpx
+import jwt
 
-from bot.domain import CreatedInvoice, Currency, EmailRule, InvoiceRequest, ProviderRequirements
+from bot.domain import (
+    CreatedInvoice,
+    Currency,
+    EmailRule,
+    InvoiceRequest,
+    PaymentStatus,
+    ProviderRequirements,
+    StatusReport,
+)
 from bot.providers.base import (
+    CallbackRejected,
     PaymentProvider,
     ProviderAuthError,
     ProviderBadResponse,
@@ -32,6 +46,38 @@ FIAT_DECIMALS: dict[str, int] = {
 
 _LIST_PAGE = 100
 _LIST_MAX_PAGES = 5
+_INFO_BATCH = 100
+_JWT_LEEWAY_SECONDS = 10
+
+
+def _bare(invoice_id: str) -> str:
+    return invoice_id.strip().upper().removeprefix("INV-")
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return dt.datetime.strptime(value, fmt).replace(tzinfo=dt.UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def _status_of(invoice: dict[str, Any]) -> PaymentStatus | None:
+    raw = invoice.get("status")
+    if raw == "canceled":
+        # CryptoCloud uses one word for "expired unpaid" and "cancelled by the merchant".
+        expiry = _parse_time(invoice.get("expiry_date"))
+        expired = expiry is not None and expiry <= dt.datetime.now(dt.UTC)
+        return PaymentStatus.EXPIRED if expired else PaymentStatus.CANCELLED
+    return {
+        "created": PaymentStatus.CREATED,
+        "paid": PaymentStatus.PAID,
+        "partial": PaymentStatus.PARTIAL,
+        "overpaid": PaymentStatus.OVERPAID,
+    }.get(str(raw))
 
 
 class CryptoCloudProvider(PaymentProvider):
@@ -41,10 +87,19 @@ class CryptoCloudProvider(PaymentProvider):
         sender_data=False, email=EmailRule.UNUSED
     )
 
+    supports_status_query: ClassVar[bool] = True
+
     def __init__(
-        self, client: httpx.AsyncClient, *, api_key: str, shop_id: str, time_to_pay_minutes: int
+        self,
+        client: httpx.AsyncClient,
+        *,
+        api_key: str,
+        shop_id: str,
+        time_to_pay_minutes: int,
+        secret_key: str | None = None,
     ) -> None:
         self._client = client
+        self._secret = secret_key
         self._auth = f"Token {api_key}"
         self._shop_id = shop_id
         self._time_to_pay = {
@@ -101,9 +156,10 @@ class CryptoCloudProvider(PaymentProvider):
         if not link.startswith(("https://", "http://")):
             link = "https://" + link.lstrip("/")
         return CreatedInvoice(
-            provider_invoice_id=uuid if uuid.startswith("INV-") else f"INV-{uuid}",
+            provider_invoice_id=f"INV-{_bare(uuid)}",
             pay_url=link,
-            status=str(invoice.get("status") or "created"),
+            status=(_status_of(invoice) or PaymentStatus.CREATED).value,
+            expires_at=_parse_time(invoice.get("expiry_date")),
         )
 
     async def create_invoice(self, request: InvoiceRequest) -> CreatedInvoice:
@@ -123,25 +179,110 @@ class CryptoCloudProvider(PaymentProvider):
         self, foreign_id: str, created_at: dt.datetime
     ) -> CreatedInvoice | None:
         # order_id is not unique at CryptoCloud, so a blind retry could leave two payable
-        # invoices. Look for ours in the list around the attempt's date instead.
-        # `limit` is documented as "number of the last record" (UNSURE): asking for
-        # offset..offset+100 works whether it means an end index or a page size.
+        # invoices. Look for ours in the newest-first list instead, back to a little before
+        # the attempt. (`limit` is documented oddly, UNSURE; pages of offset/100 are the
+        # reading under which every record is reachable, since limit is capped at 100.)
         start = (created_at - dt.timedelta(days=1)).strftime("%d.%m.%Y")
         end = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%d.%m.%Y")
+        horizon = created_at - dt.timedelta(minutes=10)
         for page in range(_LIST_MAX_PAGES):
-            offset = page * _LIST_PAGE
             result = await self._call(
                 "/v2/invoice/merchant/list",
-                {"start": start, "end": end, "offset": offset, "limit": offset + _LIST_PAGE},
+                {"start": start, "end": end, "offset": page * _LIST_PAGE, "limit": _LIST_PAGE},
             )
             if not isinstance(result, list):
                 raise ProviderBadResponse("cryptocloud invoice list is not a list")
             for invoice in result:
                 if isinstance(invoice, dict) and invoice.get("order_id") == foreign_id:
+                    if invoice.get("status") == "canceled":
+                        return None  # nothing payable remains
                     return self._created(invoice)
-            if len(result) < _LIST_PAGE:
+            times = [_parse_time(i.get("created")) for i in result if isinstance(i, dict)]
+            older = [t for t in times if t is not None and t < horizon]
+            if len(result) < _LIST_PAGE or len(older) == len(result):
                 return None
         raise ProviderBadResponse("cryptocloud invoice list too long to search")
+
+    async def fetch_statuses(self, provider_invoice_ids: Sequence[str]) -> list[StatusReport]:
+        reports: list[StatusReport] = []
+        ids = [f"INV-{_bare(i)}" for i in provider_invoice_ids]
+        for start in range(0, len(ids), _INFO_BATCH):
+            result = await self._call(
+                "/v2/invoice/merchant/info", {"uuids": ids[start : start + _INFO_BATCH]}
+            )
+            if not isinstance(result, list):
+                raise ProviderBadResponse("cryptocloud invoice info is not a list")
+            reports += [r for r in map(self._report, result) if r is not None]
+        return reports
+
+    @staticmethod
+    def _report(invoice: Any) -> StatusReport | None:
+        if not isinstance(invoice, dict) or not isinstance(invoice.get("uuid"), str):
+            return None
+        status = _status_of(invoice)
+        if status is None:
+            logger.warning(
+                "cryptocloud invoice status %r is unknown; ignored", invoice.get("status")
+            )
+            return None
+        uuid = f"INV-{_bare(invoice['uuid'])}"
+        received = invoice.get("received")
+        currency = invoice.get("currency")
+        code = (
+            currency.get("fullcode") or currency.get("code") if isinstance(currency, dict) else None
+        )
+        received_text = str(received) if isinstance(received, Decimal | int) else None
+        return StatusReport(
+            provider_invoice_id=uuid,
+            foreign_id=str(invoice["order_id"]) if invoice.get("order_id") else None,
+            status=status,
+            provider_status=str(invoice.get("status")),
+            dedupe_key=f"{uuid}:{invoice.get('status')}:{received_text or ''}",
+            amount_received=received_text,
+            received_currency=str(code) if code else None,
+        )
+
+    async def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[StatusReport]:
+        fields = self._postback_fields(headers.get("content-type", ""), body)
+        token, invoice_id = fields.get("token"), fields.get("invoice_id")
+        if not isinstance(token, str) or not isinstance(invoice_id, str) or not invoice_id:
+            raise CallbackRejected(400, "postback without token or invoice_id")
+        if not self._secret:
+            logger.error("cryptocloud postback refused: CRYPTOCLOUD_SECRET_KEY is not set")
+            raise CallbackRejected(503, "postback verification is not configured")
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],  # pinned: no "none", no RS/HS confusion
+                leeway=_JWT_LEEWAY_SECONDS,
+                options={"require": ["exp"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise CallbackRejected(401, f"token rejected: {type(exc).__name__}") from None
+        claimed = claims.get("id") or claims.get("uuid")
+        if not isinstance(claimed, str | int) or _bare(str(claimed)) != _bare(invoice_id):
+            raise CallbackRejected(401, "token is for another invoice")
+        # Only the token is signed: the body's status and amounts are not trusted.
+        return await self.fetch_statuses([invoice_id])
+
+    @staticmethod
+    def _postback_fields(content_type: str, body: bytes) -> dict[str, Any]:
+        try:
+            if "application/x-www-form-urlencoded" in content_type:
+                parsed = parse_qs(body.decode("utf-8"), strict_parsing=True)
+                return {key: values[0] for key, values in parsed.items()}
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise CallbackRejected(400, "postback body is not readable") from None
+        if not isinstance(payload, dict):
+            raise CallbackRejected(400, "postback body is not an object")
+        return payload
+
+    async def cancel(self, provider_invoice_id: str, foreign_id: str) -> None:
+        await self._call(
+            "/v2/invoice/merchant/canceled", {"uuid": f"INV-{_bare(provider_invoice_id)}"}
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

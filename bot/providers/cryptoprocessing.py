@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
@@ -17,13 +18,15 @@ from bot.domain import (
     InvoiceRequest,
     LegalEntity,
     NaturalPerson,
+    PaymentStatus,
     ProviderRequirements,
+    StatusReport,
 )
 from bot.providers.base import (
+    CallbackRejected,
     PaymentProvider,
     ProviderAuthError,
     ProviderBadResponse,
-    ProviderError,
     ProviderUnavailable,
     ProviderValidationError,
 )
@@ -152,10 +155,18 @@ class CryptoProcessingProvider(PaymentProvider):
         invoice_id, url = data.get("id"), data.get("url")
         if invoice_id is None or not isinstance(url, str) or not url.startswith("https://"):
             raise ProviderBadResponse("cryptoprocessing answered without id or https url")
+        status = _status_of(str(data.get("status") or "created"), "") or PaymentStatus.CREATED
+        seconds_left = data.get("seconds_left")
+        expires_at = (
+            dt.datetime.now(dt.UTC) + dt.timedelta(seconds=int(seconds_left))
+            if isinstance(seconds_left, int) and seconds_left > 0
+            else None
+        )
         return CreatedInvoice(
             provider_invoice_id=str(invoice_id),
             pay_url=url,
-            status=str(data.get("status") or "created"),
+            status=status.value,
+            expires_at=expires_at,
             raw_amount=str(data["amount"]) if data.get("amount") is not None else None,
         )
 
@@ -193,22 +204,88 @@ class CryptoProcessingProvider(PaymentProvider):
         self, foreign_id: str, created_at: dt.datetime
     ) -> CreatedInvoice | None:
         # There is no read endpoint, so the only way to be sure no second payable invoice
-        # exists is to cancel by foreign_id. What cancel answers for an unknown id is not
-        # documented (UNSURE): 404 and a foreign_id "not found" error both count as absent.
+        # exists is to cancel by foreign_id (the service waits a while after the attempt
+        # first, so a request still in flight at the provider is not missed). What cancel
+        # answers for an unknown id is not documented (UNSURE): 404 or a "not found" error
+        # count as absent. `invalid_invoice_state` may mean paid: that stays unresolved, for
+        # a person to check, and is raised like any other refusal.
         response = await self._post(f"/invoices/{foreign_id}/cancel/", {})
         if response.status_code in (200, 201, 404):
             return None
         try:
             self._raise_for_error(response)
         except ProviderValidationError as exc:
-            text = " ".join(exc.fields.values()).lower()
-            if "invalid_invoice_state" in text or "current state" in text or "not found" in text:
-                # Already failed/cancelled: nothing payable remains.
+            if "not found" in " ".join(exc.fields.values()).lower():
                 return None
-            raise
-        except ProviderError:
             raise
         return None
 
+    async def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[StatusReport]:
+        # Key first (as the reference clients do), then the HMAC over the raw bytes, and only
+        # then JSON: nothing unverified is parsed.
+        key = headers.get("x-processing-key", "")
+        if not hmac.compare_digest(key.encode(), self._api_key.encode()):
+            raise CallbackRejected(403, "wrong or missing X-Processing-Key")
+        signature = headers.get("x-processing-signature", "").strip().lower()
+        if not signature or not hmac.compare_digest(
+            signature.encode(), sign(self._secret, body).encode()
+        ):
+            raise CallbackRejected(403, "bad or missing X-Processing-Signature")
+        try:
+            payload = load_json(body)
+        except ValueError:
+            raise CallbackRejected(400, "body is not JSON") from None
+        if not isinstance(payload, dict):
+            raise CallbackRejected(400, "body is not a JSON object")
+        if payload.get("type") != "invoice":
+            # Deposits, withdrawals and the superseded invoice format are not ours to act on.
+            logger.info("cryptoprocessing callback of type %r ignored", payload.get("type"))
+            return []
+        invoice_id, raw_status = payload.get("id"), payload.get("status")
+        if invoice_id is None or not isinstance(raw_status, str):
+            raise CallbackRejected(400, "invoice callback without id or status")
+        error = payload.get("error") if isinstance(payload.get("error"), str) else ""
+        status = _status_of(raw_status, error or "")
+        if status is None:
+            logger.warning("cryptoprocessing invoice status %r is unknown; ignored", raw_status)
+            return []
+        received = payload.get("currency_received")
+        received = received if isinstance(received, dict) else {}
+        transactions = payload.get("transactions")
+        tx_ids = sorted(
+            str(tx.get("id")) for tx in transactions if isinstance(tx, dict)
+        ) if isinstance(transactions, list) else []  # fmt: skip
+        foreign_id = payload.get("foreign_id")
+        return [
+            StatusReport(
+                provider_invoice_id=str(invoice_id),
+                foreign_id=str(foreign_id) if foreign_id is not None else None,
+                status=status,
+                provider_status=raw_status,
+                dedupe_key=f"{invoice_id}:{raw_status}:{','.join(tx_ids)}",
+                amount_received=str(received["amount"])
+                if received.get("amount") is not None
+                else None,
+                received_currency=str(received["currency"]) if received.get("currency") else None,
+                detail=(error or None),
+            )
+        ]
+
+    async def cancel(self, provider_invoice_id: str, foreign_id: str) -> None:
+        response = await self._post(f"/invoices/{foreign_id}/cancel/", {})
+        self._raise_for_error(response)
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _status_of(raw: str, error: str) -> PaymentStatus | None:
+    if raw == "failed":
+        # The failure reasons seen in callbacks; an unpaid timer is an expiry, not a failure.
+        return PaymentStatus.EXPIRED if "not paid" in error.lower() else PaymentStatus.FAILED
+    return {
+        "created": PaymentStatus.CREATED,
+        "pending": PaymentStatus.PENDING,
+        "processing": PaymentStatus.PROCESSING,
+        "confirmed": PaymentStatus.PAID,
+    }.get(raw)

@@ -31,9 +31,9 @@ async def send(
     except httpx.TimeoutException as exc:
         logger.warning("%s %s timed out: %s", provider, path, type(exc).__name__)
         raise ProviderTimeout(f"{provider} did not answer in time") from None
-    except httpx.TransportError as exc:
-        logger.warning("%s %s transport error: %s", provider, path, type(exc).__name__)
-        raise ProviderBadResponse(f"{provider} connection broke mid-answer") from None
+    except httpx.HTTPError as exc:  # broken connection, undecodable body, …
+        logger.warning("%s %s failed: %s", provider, path, type(exc).__name__)
+        raise ProviderBadResponse(f"{provider} answer could not be received") from None
     elapsed_ms = (time.monotonic() - started) * 1000
     logger.info("%s %s -> %s in %.0f ms", provider, path, response.status_code, elapsed_ms)
     return response

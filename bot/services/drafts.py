@@ -30,7 +30,7 @@ def _encode(draft: Draft) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-def _decode(row: DraftRow) -> Draft:
+def decode_draft(row: DraftRow) -> Draft:
     data: dict[str, Any] = json.loads(row.payload or "{}")
     for name in _DECIMAL_FIELDS:
         if data.get(name) is not None:
@@ -53,11 +53,11 @@ class DraftService:
         """A fresh draft; any draft left open in this chat is closed first."""
         row = DraftRow(id=secrets.token_hex(8), merchant_id=merchant_id, chat_id=chat_id)
         row.payload = _encode(Draft(id=row.id, merchant_id=merchant_id, chat_id=chat_id))
-        return _decode(await self._repository.start(row))
+        return decode_draft(await self._repository.start(row))
 
     async def current(self, merchant_id: int, chat_id: int) -> Draft | None:
         row = await self._repository.open_for(merchant_id, chat_id)
-        return _decode(row) if row is not None else None
+        return decode_draft(row) if row is not None else None
 
     async def save(self, draft: Draft) -> bool:
         return await self._repository.save_payload(draft.id, _encode(draft))

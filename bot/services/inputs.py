@@ -23,13 +23,19 @@ class InputError(ValueError):
 MAX_AMOUNT_DIGITS = 18
 _SPACES = re.compile(r"[\s\u00a0\u202f\u2009'’_]")
 _NUMBER = re.compile(r"^\d+(?:[.,]\d+)*$")
+# Digits grouped by spaces (or apostrophes) must be real thousands groups: "12 34" is a typo.
+_SPACE_GROUPED = re.compile(r"^\d{1,3}(?:[\s\u00a0\u202f\u2009'’_]\d{3})+(?:[.,]\d+)?$")
+_HAS_SPACE_GROUP = re.compile(r"\d[\s\u00a0\u202f\u2009'’_]+\d")
 
 
 def parse_amount(text: str, *, max_amount: Decimal) -> Decimal:
     """Read `100`, `100.5`, `1 234,56`, `1,234.56`; refuse what could be read two ways."""
-    raw = _SPACES.sub("", text.strip())
+    raw = text.strip()
     for symbol in ("$", "€", "£", "¥", "₽"):
-        raw = raw.replace(symbol, "")
+        raw = raw.replace(symbol, "").strip()
+    if _HAS_SPACE_GROUP.search(raw) and not _SPACE_GROUPED.match(raw):
+        raise InputError("error-amount-format")
+    raw = _SPACES.sub("", raw)
     if raw.startswith("-"):
         raise InputError("error-amount-positive")
     if not raw or not _NUMBER.match(raw):
@@ -48,10 +54,11 @@ def parse_amount(text: str, *, max_amount: Decimal) -> Decimal:
         if not _grouped(raw, sep):
             raise InputError("error-amount-format")
         normalised = raw.replace(sep, "")
-    elif commas == 1:
-        whole, fraction = raw.split(",")
+    elif commas == 1 or dots == 1:
+        whole, fraction = raw.split("," if commas else ".")
         if len(fraction) == 3 and whole != "0":
-            # "1,234" is 1234 to some and 1.234 to others: a factor of 1000 is not a guess.
+            # "1,234" and "1.234" are 1234 to some and 1.234 to others: a factor of 1000 is
+            # not something to guess.
             raise InputError("error-amount-ambiguous", value=text.strip())
         normalised = f"{whole}.{fraction}"
     else:

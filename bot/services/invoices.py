@@ -18,9 +18,9 @@ from bot.domain import (
     Sender,
     SenderType,
 )
-from bot.providers.base import PaymentProvider, ProviderError
+from bot.providers.base import PaymentProvider, ProviderBadResponse, ProviderError
 from bot.services.customers import CustomerService
-from bot.services.drafts import DraftService
+from bot.services.drafts import DraftService, decode_draft
 from storage.models import InvoiceEventRow, InvoiceRow
 from storage.repositories import DraftRepository, InvoiceRepository, LiveAttemptExists
 from storage.types import utcnow
@@ -68,7 +68,9 @@ class InvoiceService:
         drafts: DraftRepository,
         draft_service: DraftService,
         customers: CustomerService,
+        settle_after: dt.timedelta = dt.timedelta(seconds=60),
     ) -> None:
+        self._settle_after = settle_after
         self._provider = provider
         self._invoices = invoices
         self._drafts = drafts
@@ -79,56 +81,111 @@ class InvoiceService:
     def provider_name(self) -> str:
         return self._provider.name
 
-    async def submit(self, draft_id: str, merchant_id: int) -> Submission:
-        """Create the draft's invoice once; a second call returns the first result."""
+    async def already_created(self, draft_id: str) -> bool:
+        live = await self._invoices.live_for_draft(draft_id)
+        return live is not None and live.outcome == InvoiceOutcome.CREATED
+
+    async def owns(self, draft_id: str, merchant_id: int) -> bool:
+        row = await self._drafts.get(draft_id)
+        return row is not None and row.merchant_id == merchant_id
+
+    async def submit(
+        self, draft_id: str, merchant_id: int, revision: str | None = None
+    ) -> Submission:
+        """Create the draft's invoice once; a second call returns the first result.
+
+        `revision` is the preview the merchant confirmed: a press on an older preview of a
+        draft that changed since is refused rather than creating something not shown.
+        """
         row = await self._drafts.get(draft_id)
         if row is None or row.merchant_id != merchant_id:
             raise SubmitError("error-draft-gone", retry=False)
+        draft = decode_draft(row)
         live = await self._invoices.live_for_draft(draft_id)
         if live is not None:
-            resolved = await self._settle_live(live)
-            if resolved is not None:
-                return Submission(resolved, await self._customer_of(resolved), repeated=True)
+            if live.outcome == InvoiceOutcome.CREATED:
+                return Submission(live, await self._customer_of(live), repeated=True)
+            if live.outcome == InvoiceOutcome.CREATING:
+                raise SubmitError("error-submit-in-progress")
+            recovered = await self._settle_unknown(live, draft if row.state == "open" else None)
+            if recovered is not None:
+                return Submission(recovered, await self._customer_of(recovered), repeated=True)
         if row.state != "open":
             raise SubmitError("error-draft-gone", retry=False)
-        draft = await self._draft_service.current(merchant_id, row.chat_id)
-        if draft is None or draft.id != draft_id:
-            raise SubmitError("error-draft-gone", retry=False)
+        if revision is not None and (
+            draft.extra.get("rev") != revision
+            or draft.editing
+            or draft.extra.get("step") != "preview"
+        ):
+            raise SubmitError("error-draft-changed", retry=False)
         return await self._create(draft)
 
-    async def _settle_live(self, live: InvoiceRow) -> InvoiceRow | None:
-        """Return the usable invoice of an earlier attempt, or clear the way for a new one."""
+    async def _settle_unknown(self, live: InvoiceRow, draft: Draft | None) -> InvoiceRow | None:
+        """Settle an attempt whose answer was lost: reuse it if it is this very order, else
+        make sure it is not payable. Returns the reused invoice, or None to go ahead."""
         assert live.id is not None
-        if live.outcome == InvoiceOutcome.CREATED:
-            return live
-        if live.outcome == InvoiceOutcome.CREATING:
-            raise SubmitError("error-submit-in-progress")
-        # UNKNOWN: the provider may hold an invoice we never heard about.
+        if utcnow() - live.created_at < self._settle_after:
+            # The provider may still be processing that request; looking now could miss it.
+            raise SubmitError("error-submit-settling")
         try:
             found = await self._provider.resolve_unknown(live.public_id, live.created_at)
         except ProviderError as exc:
             logger.warning("invoice %s: earlier attempt still unresolved (%s)", live.id, exc.code)
             raise SubmitError("error-submit-unresolved", public_id=live.public_id) from None
-        if found is None:
-            await self._invoices.record(
+        if found is not None and draft is not None and await self._same_order(live, draft):
+            row = await self._invoices.record(
                 live.id,
-                event="voided",
-                outcome=InvoiceOutcome.VOIDED.value,
-                detail="no payable invoice at the provider",
+                event="recovered",
+                outcome=InvoiceOutcome.CREATED.value,
+                status=found.status,
+                notified_status=found.status,
+                provider_invoice_id=found.provider_invoice_id,
+                pay_url=found.pay_url,
+                expires_at=found.expires_at,
             )
-            logger.info("invoice %s: earlier attempt voided, retrying", live.id)
-            return None
-        row = await self._invoices.record(
+            await self._drafts.transition(live.draft_id, "open", "submitted")
+            logger.info("invoice %s: recovered from the provider after a lost answer", live.id)
+            return row
+        if found is not None:
+            # It exists but is no longer what the merchant wants: it must not stay payable.
+            try:
+                await self._provider.cancel(found.provider_invoice_id, live.public_id)
+            except ProviderError as exc:
+                logger.warning("invoice %s: stale attempt not cancelled (%s)", live.id, exc.code)
+                raise SubmitError("error-submit-unresolved", public_id=live.public_id) from None
+        await self._invoices.record(
             live.id,
-            event="recovered",
-            outcome=InvoiceOutcome.CREATED.value,
-            status=found.status,
-            provider_invoice_id=found.provider_invoice_id,
-            pay_url=found.pay_url,
+            event="voided",
+            outcome=InvoiceOutcome.VOIDED.value,
+            provider_invoice_id=found.provider_invoice_id if found else None,
+            detail="cancelled at the provider" if found else "no payable invoice at the provider",
         )
-        await self._drafts.transition(live.draft_id, "open", "submitted")
-        logger.info("invoice %s: recovered from the provider after a lost answer", live.id)
-        return row
+        logger.info("invoice %s: earlier attempt voided", live.id)
+        return None
+
+    async def _same_order(self, live: InvoiceRow, draft: Draft) -> bool:
+        customer = await self._resolve_customer(draft)
+        return (live.amount, live.currency, live.title, live.customer_id) == (
+            draft.amount,
+            draft.currency,
+            draft.title,
+            customer.id if customer else None,
+        )
+
+    async def settle_orphans(self) -> int:
+        """Lost-answer attempts whose draft was closed (cancel, /new, timeout) are settled in
+        the background, so no forgotten invoice stays payable. Returns how many were."""
+        settled = 0
+        for live in await self._invoices.unknown_attempts():
+            draft_row = await self._drafts.get(live.draft_id)
+            if draft_row is not None and draft_row.state == "open":
+                continue  # the merchant's next Retry settles it
+            try:
+                await self._settle_unknown(live, None)
+                settled += 1
+            except SubmitError as exc:
+                logger.info("invoice %s: not settled yet (%s)", live.id, exc.key)
+        return settled
 
     async def _create(self, draft: Draft) -> Submission:
         if draft.amount is None or not draft.currency or not draft.title:
@@ -148,6 +205,7 @@ class InvoiceService:
                     customer_id=customer.id if customer else None,
                     merchant_id=draft.merchant_id,
                     chat_id=draft.chat_id,
+                    locale=draft.extra.get("locale"),
                     outcome=InvoiceOutcome.CREATING.value,
                 )
             )
@@ -163,7 +221,12 @@ class InvoiceService:
         )
         try:
             created = await self._provider.create_invoice(request)
-        except ProviderError as exc:
+        except Exception as exc:
+            if not isinstance(exc, ProviderError):
+                # Our own failure mid-call: whether the request left is unknown, so the attempt
+                # is settled like a lost answer before any retry.
+                logger.exception("invoice %s: unexpected failure during create", attempt.id)
+                exc = ProviderBadResponse("unexpected failure during the provider call")
             outcome = InvoiceOutcome.FAILED if exc.definite else InvoiceOutcome.UNKNOWN
             fields = getattr(exc, "fields", {})
             await self._invoices.record(
@@ -190,8 +253,10 @@ class InvoiceService:
             event="created",
             outcome=InvoiceOutcome.CREATED.value,
             status=created.status,
+            notified_status=created.status,  # the card about to be shown tells this one
             provider_invoice_id=created.provider_invoice_id,
             pay_url=created.pay_url,
+            expires_at=created.expires_at,
         )
         await self._drafts.transition(draft.id, "open", "submitted")
         if customer is not None:

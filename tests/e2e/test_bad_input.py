@@ -28,7 +28,8 @@ async def test_bad_answers_at_every_step_are_explained_and_asked_again(
         answer = await m.reply(text)
         assert reason in answer.text, (text, answer.text)
         assert "What amount?" in answer.text
-    question = await m.reply("12.345")  # fine for now; EUR will refuse 3 decimals
+    assert "a thousand times" in (await m.reply("12.345")).text
+    question = await m.reply("12.3456")  # fine for now; EUR will refuse 4 decimals
 
     # Currency
     assert "does not accept XYZ" in (await m.reply("XYZ")).text

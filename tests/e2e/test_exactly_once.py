@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
+from bot.domain import InvoiceRequest, NaturalPerson
 from bot.services.invoices import SubmitError
+from storage.engine import create_session_factory
+from storage.models import InvoiceRow
+from storage.repositories import InvoiceRepository
 from tests.conftest import MERCHANT_ID, BotStarter
 from tests.e2e.flows import add_natural_person, confirm, current, fill_basics
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
@@ -34,13 +39,13 @@ async def test_pressing_confirm_twice_creates_one_invoice(
 
     await merchant.press(button, preview)
     await merchant.press(button, preview)
+    await telegram.wait_for(lambda: len(merchant.answers()) == answered_before + 2)
     await telegram.wait_for(lambda: len(_forwards(telegram, merchant)) == 1)
-    await asyncio.sleep(0.5)  # give the second press every chance to do harm
 
     assert cryptoprocessing.create_calls == 1
     assert len(_forwards(telegram, merchant)) == 1
     assert "waiting for payment" in current(telegram, preview).text
-    assert len(merchant.answers()) == answered_before + 2  # both presses were answered
+    await cryptoprocessing.settle()  # every request the presses made has been answered
 
 
 async def test_concurrent_submissions_of_one_draft_reach_the_provider_once(
@@ -78,7 +83,7 @@ async def test_confirm_on_an_old_card_shows_the_invoice_it_already_made(
 
     await merchant.press(stale_copy.button("Confirm"), stale_copy)
     await telegram.wait_for(lambda: len(merchant.answers()) > answered_before)
-    await asyncio.sleep(0.3)
+    await telegram.wait_for(lambda: "⏳" not in current(telegram, first_preview).text or None)
 
     assert cryptoprocessing.create_calls == 1
     card = current(telegram, first_preview)
@@ -123,20 +128,35 @@ async def test_a_conversation_survives_a_restart(
     assert invoice["request"]["title"] == "After restart"
 
 
-async def test_an_attempt_interrupted_by_a_stop_is_settled_before_any_retry(
+async def test_an_attempt_cut_off_by_a_crash_is_settled_before_any_retry(
     telegram: FakeTelegram, cryptoprocessing: FakeCryptoProcessing, start_bot: BotStarter
 ) -> None:
     first = await start_bot(cryptoprocessing)
     merchant = telegram.user(MERCHANT_ID)
     preview = await _preview(merchant)
-    cryptoprocessing.delay_next(5.0, create_anyway=True)
-    await merchant.press(preview.button("Confirm"), preview)
-    await telegram.wait_for(lambda: cryptoprocessing.create_calls == 1)
-    await first.stop()  # the bot goes down while the provider is still answering
+    draft = await first.services.drafts.current(MERCHANT_ID, merchant.chat_id)
+    assert draft is not None and draft.amount is not None and draft.currency and draft.title
+    # A crash right after the create request left: the row says "creating", the provider
+    # has the invoice, and the bot never heard back.
+    sessions = create_session_factory(first.engine)
+    attempt = await InvoiceRepository(sessions).begin_attempt(
+        InvoiceRow(public_id="cafe0000cafe0000", draft_id=draft.id, provider="cryptoprocessing",
+                   amount=draft.amount, currency=draft.currency, title=draft.title,
+                   merchant_id=MERCHANT_ID, chat_id=merchant.chat_id)
+    )  # fmt: skip
+    customer = await first.services.customers.find_or_create(
+        MERCHANT_ID, NaturalPerson("Ada", "Lovelace", dt.date(1990, 12, 10)), "payer@example.org"
+    )
+    await first.provider.create_invoice(
+        InvoiceRequest(attempt.public_id, draft.amount, draft.currency, draft.title, customer)
+    )
+    await first.stop()
 
-    await start_bot(cryptoprocessing)
+    await start_bot(cryptoprocessing, provider_timeout_seconds=0.25)  # settles after 0.5 s
+    await asyncio.sleep(0.6)
     card = await confirm(telegram, merchant, current(telegram, preview))
 
+    assert cryptoprocessing.invoices["cafe0000cafe0000"]["status"] == "failed"  # cancelled
     payable = [i for i in cryptoprocessing.invoices.values() if i["status"] != "failed"]
     assert len(payable) == 1
     assert card.button("pay link").url == payable[0]["url"]
