@@ -23,6 +23,10 @@ COPY bot ./bot
 COPY storage ./storage
 COPY locales ./locales
 USER bot
+# Payment callbacks, /healthz and (in webhook mode) Telegram updates arrive on this port.
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"
 # The SQLite database (invoice log, customers' references, drafts) lives here: keep it.
 VOLUME ["/data"]
 # Settings come from the environment (docker run --env-file .env); none are baked in.
