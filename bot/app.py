@@ -42,7 +42,7 @@ from bot.services.drafts import DraftService
 from bot.services.invoices import InvoiceService
 from bot.services.payments import PaymentService
 from bot.update_processor import PerChatUpdateProcessor
-from bot.web import TELEGRAM_UPDATES_ROUTE, build_web_app
+from bot.web import UPDATES_ROUTE, build_web_app
 from storage.engine import create_engine, create_session_factory, migrate
 from storage.repositories import (
     ConversationStateRepository,
@@ -170,7 +170,7 @@ class BotRuntime:
         if settings.telegram_mode is TelegramMode.WEBHOOK:
             assert settings.public_base_url and settings.telegram_webhook_secret
             await self.application.bot.set_webhook(
-                url=settings.public_base_url + TELEGRAM_UPDATES_ROUTE,
+                url=settings.public_base_url + UPDATES_ROUTE,
                 secret_token=settings.telegram_webhook_secret.get_secret_value(),
                 allowed_updates=Update.ALL_TYPES,
             )

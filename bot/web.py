@@ -22,7 +22,7 @@ from bot.services.payments import PaymentService
 
 logger = logging.getLogger(__name__)
 
-TELEGRAM_UPDATES_ROUTE = "/telegram"
+UPDATES_ROUTE = "/telegram"
 
 
 class BodyTooLarge(Exception):
@@ -105,6 +105,6 @@ def build_web_app(
         routes=[
             Route("/callbacks/{provider}", provider_callback, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
-            Route(TELEGRAM_UPDATES_ROUTE, telegram_update, methods=["POST"]),
+            Route(UPDATES_ROUTE, telegram_update, methods=["POST"]),
         ]
     )
