@@ -33,6 +33,7 @@ format: $(STAMP)
 
 bench: $(STAMP)  ## Print speed and memory figures
 	$(BIN)/python -m bench.invoice_path
+	$(BIN)/python -m bench.callbacks
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
