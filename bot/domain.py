@@ -144,6 +144,7 @@ class StatusReport:
     dedupe_key: str
     amount_received: str | None = None
     received_currency: str | None = None
+    test_mode: bool = False  # the provider moved no real money (CryptoCloud test mode)
     detail: str | None = None
 
 

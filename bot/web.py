@@ -94,11 +94,14 @@ def build_web_app(
             payload = json.loads(await read_body(request, max_body))
         except BodyTooLarge:
             return _error(413, "body too large")
-        except (ValueError, ClientDisconnect):
+        except (ValueError, RecursionError, ClientDisconnect):
             return _error(400, "body is not JSON")
         if not isinstance(payload, dict):
             return _error(400, "body is not an update")
-        await on_telegram_update(payload)
+        try:
+            await on_telegram_update(payload)
+        except (TypeError, ValueError, KeyError):
+            return _error(400, "body is not an update")
         return Response(status_code=200)
 
     return Starlette(

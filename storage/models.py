@@ -89,8 +89,11 @@ class InvoiceRow(SQLModel, table=True):
     message_id: int | None = Field(default=None, sa_type=BigInteger)
     outcome: str = Field(default="creating", max_length=16)
     status: str | None = Field(default=None, max_length=32)
-    # The last status the merchant was told about; differs from `status` until they are.
+    # What the merchant has seen: the status drawn on the card and the last one notified.
+    # The notifier works until both catch up with `status`.
+    card_status: str | None = Field(default=None, max_length=32)
     notified_status: str | None = Field(default=None, max_length=32)
+    test_mode: bool = False  # the provider says no real money moves (CryptoCloud test mode)
     amount_received: str | None = Field(default=None, max_length=64)
     received_currency: str | None = Field(default=None, max_length=16)
     expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, delete, select, update
@@ -187,12 +187,13 @@ class InvoiceRepository:
             await session.commit()
             return row
 
-    async def set_message(self, invoice_id: int, message_id: int) -> None:
+    async def set_message(self, invoice_id: int, message_id: int, shown_status: str | None) -> None:
+        """Remember the card, and the status drawn on it, so later changes are redrawn."""
         async with self._sessions() as session:
             await session.exec(
                 update(InvoiceRow)
                 .where(col(InvoiceRow.id) == invoice_id)
-                .values(message_id=message_id)
+                .values(message_id=message_id, card_status=shown_status)
             )
             await session.commit()
 
@@ -320,19 +321,52 @@ class PaymentRepository:
         final_rank: int,
         amount_received: str | None = None,
         received_currency: str | None = None,
+        test_mode: bool = False,
         detail: str | None = None,
     ) -> StatusChange:
-        """Record the report and move the invoice forward in one transaction."""
+        """Record the report and move the invoice forward in one transaction.
+
+        The status write is a compare-and-set on the status it was decided from: two reports
+        applied at once can never move an invoice backwards; the loser simply retries.
+        """
+        for _ in range(5):
+            change = await self._apply_once(
+                provider=provider, dedupe_key=dedupe_key, provider_invoice_id=provider_invoice_id,
+                foreign_id=foreign_id, provider_status=provider_status, status=status,
+                rank_of=rank_of, final_rank=final_rank, amount_received=amount_received,
+                received_currency=received_currency, test_mode=test_mode, detail=detail,
+            )  # fmt: skip
+            if change is not None:
+                return change
+        raise RuntimeError("invoice status kept changing under a concurrent update")
+
+    async def _apply_once(
+        self,
+        *,
+        provider: str,
+        dedupe_key: str,
+        provider_invoice_id: str | None,
+        foreign_id: str | None,
+        provider_status: str,
+        status: str,
+        rank_of: Callable[[str | None], int],
+        final_rank: int,
+        amount_received: str | None,
+        received_currency: str | None,
+        test_mode: bool,
+        detail: str | None,
+    ) -> StatusChange | None:
         async with self._sessions() as session:
             row = await self._find(session, provider, provider_invoice_id, foreign_id)
-            event = ProviderEventRow(
-                provider=provider,
-                dedupe_key=dedupe_key[:200],
-                invoice_id=row.id if row else None,
-                provider_status=provider_status[:32],
-                status=status,
+            session.add(
+                ProviderEventRow(
+                    provider=provider,
+                    dedupe_key=dedupe_key[:200],
+                    invoice_id=row.id if row else None,
+                    provider_status=provider_status[:32],
+                    status=status,
+                )
             )
-            session.add(event)
             try:
                 await session.flush()
             except IntegrityError:
@@ -345,11 +379,26 @@ class PaymentRepository:
             current_rank = rank_of(previous)
             forward = rank_of(status) > current_rank and current_rank < final_rank
             if forward:
-                row.status = status
-                row.amount_received = amount_received or row.amount_received
-                row.received_currency = received_currency or row.received_currency
-                row.updated_at = utcnow()
-                session.add(row)
+                values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+                if amount_received:
+                    values |= {"amount_received": amount_received}
+                if received_currency:
+                    values |= {"received_currency": received_currency}
+                if test_mode:
+                    values |= {"test_mode": True}
+                same_status = (
+                    col(InvoiceRow.status).is_(None)
+                    if previous is None
+                    else col(InvoiceRow.status) == previous
+                )
+                result = await session.exec(
+                    update(InvoiceRow)
+                    .where(col(InvoiceRow.id) == row.id, same_status)
+                    .values(**values)
+                )
+                if not result.rowcount:  # someone moved it first: decide again from theirs
+                    await session.rollback()
+                    return None
             session.add(
                 InvoiceEventRow(
                     invoice_id=row.id,
@@ -359,6 +408,8 @@ class PaymentRepository:
                 )
             )
             await session.commit()
+            if forward:
+                await session.refresh(row)
             return StatusChange(row, previous=previous, changed=forward)
 
     @staticmethod
@@ -388,7 +439,7 @@ class PaymentRepository:
         return None
 
     async def open_invoices(
-        self, provider: str, open_statuses: Sequence[str], limit: int = 1000
+        self, provider: str, open_statuses: Sequence[str]
     ) -> Sequence[InvoiceRow]:
         """Created invoices still waiting for a final status, oldest first."""
         async with self._sessions() as session:
@@ -400,23 +451,39 @@ class PaymentRepository:
                     col(InvoiceRow.status).in_(open_statuses),
                 )
                 .order_by(col(InvoiceRow.id))
-                .limit(limit)
             )
             return result.all()
 
     async def unnotified(self, limit: int = 100) -> Sequence[InvoiceRow]:
+        """Invoices whose card or notification lags behind their status."""
         async with self._sessions() as session:
+            behind_card = and_(
+                col(InvoiceRow.message_id).is_not(None),
+                or_(
+                    col(InvoiceRow.card_status).is_(None),
+                    col(InvoiceRow.card_status) != col(InvoiceRow.status),
+                ),
+            )
+            behind_notice = and_(
+                col(InvoiceRow.notified_status).is_not(None),
+                col(InvoiceRow.notified_status) != col(InvoiceRow.status),
+            )
             result = await session.exec(
                 select(InvoiceRow)
-                .where(
-                    InvoiceRow.outcome == "created",
-                    col(InvoiceRow.notified_status).is_not(None),
-                    col(InvoiceRow.status) != col(InvoiceRow.notified_status),
-                )
+                .where(InvoiceRow.outcome == "created", or_(behind_card, behind_notice))
                 .order_by(col(InvoiceRow.updated_at))
                 .limit(limit)
             )
             return result.all()
+
+    async def mark_card(self, invoice_id: int, status: str) -> None:
+        async with self._sessions() as session:
+            await session.exec(
+                update(InvoiceRow)
+                .where(col(InvoiceRow.id) == invoice_id)
+                .values(card_status=status)
+            )
+            await session.commit()
 
     async def mark_notified(self, invoice_id: int, status: str) -> bool:
         """Compare-and-set, so two notifiers never both tell the merchant."""

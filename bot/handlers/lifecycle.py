@@ -9,12 +9,13 @@ from typing import Any
 
 from telegram import Bot, ReplyParameters, Update
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.domain import PaymentStatus
 from bot.handlers import render
 from bot.handlers.context import BotContext, BotServices, role_of, texts_for
 from bot.handlers.telegram_io import answer
+from bot.i18n import Texts
 from bot.services.access import Role
 from bot.services.payments import PaymentError
 from storage.models import InvoiceRow
@@ -28,13 +29,15 @@ class Notifier:
     """Tells merchants about status changes, once each, in the order they were stored.
 
     Callbacks only store and wake it, so providers get their 200 at once; a periodic sweep
-    picks up anything a crash or a Telegram outage left untold.
+    picks up anything a crash or a Telegram outage left untold. The card and the message are
+    tracked apart, so a redrawn card never re-sends a message, and the reverse.
     """
 
     def __init__(self, bot: Bot, services: BotServices) -> None:
         self._bot = bot
         self._services = services
         self._wake = asyncio.Event()
+        self._stopping = False
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -45,17 +48,23 @@ class Notifier:
         self._task = asyncio.create_task(self._run(), name="notifier")
 
     async def stop(self) -> None:
+        """Let a round in progress finish (a half-told change would be told twice)."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(self._task, timeout=10)
+            except TimeoutError:
+                logger.warning("notifier did not finish its round in time")
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=SWEEP_SECONDS)
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.flush()
             except Exception:  # keep notifying after a bad round; the next sweep retries
@@ -68,55 +77,72 @@ class Notifier:
                 if invoice.id is None or invoice.status is None:
                     continue
                 try:
-                    await self._tell(invoice)
-                except TelegramError as exc:
-                    logger.warning(
-                        "invoice %s: could not notify (%s)", invoice.id, type(exc).__name__
-                    )
-                    continue
-                await self._services.payments.mark_notified(invoice.id, invoice.status)
-                told += 1
+                    told += await self._tell(invoice)
+                except _RETRY_LATER as exc:
+                    logger.warning("invoice %s: Telegram unavailable (%s); retrying later",
+                                   invoice.id, type(exc).__name__)  # fmt: skip
             return told
 
-    async def _tell(self, invoice: InvoiceRow) -> None:
+    async def _tell(self, invoice: InvoiceRow) -> int:
+        assert invoice.id is not None and invoice.status is not None
         services = self._services
         t = services.catalog.texts(invoice.locale)
+        if invoice.message_id is not None and invoice.card_status != invoice.status:
+            await self._redraw(invoice, t)
+            await services.payments.mark_card(invoice.id, invoice.status)
+        if invoice.notified_status is None or invoice.notified_status == invoice.status:
+            return 0
+        if PaymentStatus(invoice.status).needs_action:
+            await self._send(invoice.chat_id, render.notification(t, invoice), invoice.message_id)
+            notify_chat = services.settings.notify_chat_id
+            if notify_chat is not None and notify_chat != invoice.chat_id:
+                # Best effort: a failing admin copy must not make the merchant's repeat.
+                with contextlib.suppress(TelegramError):
+                    text = render.notification(services.catalog.texts(None), invoice)
+                    await self._send(notify_chat, text, None)
+        await services.payments.mark_notified(invoice.id, invoice.status)
+        return 1
+
+    async def _redraw(self, invoice: InvoiceRow, t: Texts) -> None:
+        services = self._services
         customer = (
             await services.customers.get(invoice.merchant_id, invoice.customer_id)
             if invoice.customer_id is not None
             else None
         )
-        if invoice.message_id is not None:
-            try:
-                await self._bot.edit_message_text(
-                    render.invoice_card(t, invoice, customer),
-                    chat_id=invoice.chat_id,
-                    message_id=invoice.message_id,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=render.invoice_card_keyboard(
-                        t, invoice, can_refresh=services.payments.can_query
-                    ),
-                    disable_web_page_preview=True,
-                )
-            except BadRequest as exc:  # not modified, or the merchant deleted the card
-                logger.info("invoice %s: card not edited (%s)", invoice.id, exc.message)
-        if not PaymentStatus(invoice.status or "").needs_action:
-            return
-        text = render.notification(t, invoice)
-        reply_to = (
-            ReplyParameters(invoice.message_id, allow_sending_without_reply=True)
-            if invoice.message_id is not None
-            else None
-        )
-        await self._bot.send_message(
-            invoice.chat_id, text, parse_mode=ParseMode.HTML, reply_parameters=reply_to
-        )
-        notify_chat = services.settings.notify_chat_id
-        if notify_chat is not None and notify_chat != invoice.chat_id:
-            admin_t = services.catalog.texts(None)
-            await self._bot.send_message(
-                notify_chat, render.notification(admin_t, invoice), parse_mode=ParseMode.HTML
+        try:
+            await self._bot.edit_message_text(
+                render.invoice_card(t, invoice, customer),
+                chat_id=invoice.chat_id,
+                message_id=invoice.message_id,
+                parse_mode=ParseMode.HTML,
+                reply_markup=render.invoice_card_keyboard(
+                    t, invoice, can_refresh=services.payments.can_query
+                ),
+                disable_web_page_preview=True,
             )
+        except (BadRequest, Forbidden) as exc:  # not modified, card deleted, bot blocked
+            logger.info("invoice %s: card not edited (%s)", invoice.id, type(exc).__name__)
+
+    async def _send(self, chat_id: int, text: str, reply_to: int | None) -> None:
+        try:
+            await self._bot.send_message(
+                chat_id,
+                text,
+                parse_mode=ParseMode.HTML,
+                reply_parameters=(
+                    ReplyParameters(reply_to, allow_sending_without_reply=True)
+                    if reply_to is not None
+                    else None
+                ),
+            )
+        except (BadRequest, Forbidden) as exc:
+            # Permanent for this chat (blocked, deleted): retrying forever would starve others.
+            logger.warning("notification not delivered (%s); giving up", type(exc).__name__)
+
+
+# Errors worth another try on the next sweep; anything else is given up for that chat.
+_RETRY_LATER = (NetworkError, TimedOut, RetryAfter)
 
 
 async def alert_admins(bot: Bot, services: BotServices, invoices: list[InvoiceRow]) -> None:

@@ -578,7 +578,7 @@ async def confirm(update: Update, context: BotContext) -> int | None:
         render.invoice_card_keyboard(t, invoice, can_refresh=services.payments.can_query),
     )
     if query.message is not None:
-        await services.invoices.mark_card(invoice.id, query.message.message_id)
+        await services.invoices.mark_card(invoice.id, query.message.message_id, invoice.status)
     if not submission.repeated and query.message is not None:
         await _send(update, render.forward_text(t, invoice))
         await _send(update, t("forward-hint"))

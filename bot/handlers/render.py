@@ -159,6 +159,8 @@ def invoice_card(t: Texts, invoice: InvoiceRow, customer: Customer | None) -> st
         lines.append(t("field-customer"))
         lines.append(sender_text(t, customer.sender))
     lines.append(t("field-status", status=status_text(t, invoice)))
+    if invoice.test_mode:
+        lines.append(t("test-mode-warning"))
     if invoice.amount_received:
         lines.append(
             t(
@@ -197,7 +199,7 @@ def invoice_card_keyboard(
 
 
 def notification(t: Texts, invoice: InvoiceRow) -> str:
-    return t(
+    text = t(
         f"notify-{invoice.status}",
         public_id=invoice.public_id,
         id=invoice.id,
@@ -206,6 +208,7 @@ def notification(t: Texts, invoice: InvoiceRow) -> str:
         currency=invoice.currency,
         received=f"{invoice.amount_received or '?'} {invoice.received_currency or ''}".strip(),
     )
+    return f"{text}\n{t('test-mode-warning')}" if invoice.test_mode else text
 
 
 def forward_text(t: Texts, invoice: InvoiceRow) -> str:

@@ -27,6 +27,7 @@ from bot.providers.base import (
     PaymentProvider,
     ProviderAuthError,
     ProviderBadResponse,
+    ProviderError,
     ProviderUnavailable,
     ProviderValidationError,
 )
@@ -240,6 +241,9 @@ class CryptoCloudProvider(PaymentProvider):
             dedupe_key=f"{uuid}:{invoice.get('status')}:{received_text or ''}",
             amount_received=received_text,
             received_currency=str(code) if code else None,
+            # New projects start in test mode, where "paid" is a dashboard click, not money.
+            test_mode=invoice.get("test_mode") is True,
+            detail="test mode" if invoice.get("test_mode") is True else None,
         )
 
     async def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[StatusReport]:
@@ -264,7 +268,11 @@ class CryptoCloudProvider(PaymentProvider):
         if not isinstance(claimed, str | int) or _bare(str(claimed)) != _bare(invoice_id):
             raise CallbackRejected(401, "token is for another invoice")
         # Only the token is signed: the body's status and amounts are not trusted.
-        return await self.fetch_statuses([invoice_id])
+        try:
+            return await self.fetch_statuses([invoice_id])
+        except ProviderError as exc:
+            # 5xx so the sender may retry; reconciliation catches up either way.
+            raise CallbackRejected(503, f"invoice could not be re-read ({exc.code})") from None
 
     @staticmethod
     def _postback_fields(content_type: str, body: bytes) -> dict[str, Any]:
@@ -273,7 +281,7 @@ class CryptoCloudProvider(PaymentProvider):
                 parsed = parse_qs(body.decode("utf-8"), strict_parsing=True)
                 return {key: values[0] for key, values in parsed.items()}
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise CallbackRejected(400, "postback body is not readable") from None
         if not isinstance(payload, dict):
             raise CallbackRejected(400, "postback body is not an object")

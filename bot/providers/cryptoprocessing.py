@@ -233,7 +233,7 @@ class CryptoProcessingProvider(PaymentProvider):
             raise CallbackRejected(403, "bad or missing X-Processing-Signature")
         try:
             payload = load_json(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CallbackRejected(400, "body is not JSON") from None
         if not isinstance(payload, dict):
             raise CallbackRejected(400, "body is not a JSON object")

@@ -284,8 +284,8 @@ class InvoiceService:
             return None
         return await self._customers.get(invoice.merchant_id, invoice.customer_id)
 
-    async def mark_card(self, invoice_id: int, message_id: int) -> None:
-        await self._invoices.set_message(invoice_id, message_id)
+    async def mark_card(self, invoice_id: int, message_id: int, shown_status: str | None) -> None:
+        await self._invoices.set_message(invoice_id, message_id, shown_status)
 
     async def recover_interrupted(self, older_than: dt.timedelta = dt.timedelta(seconds=0)) -> int:
         """Attempts a crash left in 'creating' become 'unknown', to be settled before a retry."""

@@ -25,6 +25,7 @@ CANCELLABLE = {PaymentStatus.CREATED.value, PaymentStatus.PENDING.value}
 # a payment seen in the mempool extends the window to 24 hours.
 STALE_GRACE = dt.timedelta(minutes=10)
 PROCESSING_WINDOW = dt.timedelta(hours=24)
+STATUS_BATCH = 100  # CryptoCloud's merchant/info takes at most 100 ids
 
 
 def rank_of(status: str | None) -> int:
@@ -90,6 +91,7 @@ class PaymentService:
                 final_rank=PaymentStatus.PAID.rank,
                 amount_received=report.amount_received,
                 received_currency=report.received_currency,
+                test_mode=report.test_mode,
                 detail=f"via {source}" + (f"; {report.detail}" if report.detail else ""),
             )
             if change.invoice is None and not change.duplicate:
@@ -112,19 +114,34 @@ class PaymentService:
         if not self._provider.supports_status_query:
             return ReconcileResult(len(open_invoices), 0, await self._flag_stale(open_invoices))
         ids = [row.provider_invoice_id for row in open_invoices if row.provider_invoice_id]
-        reports = await self._provider.fetch_statuses(ids)
-        changes = await self.apply(reports, source="reconciliation")
-        return ReconcileResult(len(ids), sum(c.changed for c in changes), [])
+        changed = 0
+        for start in range(0, len(ids), STATUS_BATCH):
+            batch = ids[start : start + STATUS_BATCH]
+            try:
+                reports = await self._provider.fetch_statuses(batch)
+            except ProviderError as exc:  # one bad batch must not hide the others' news
+                logger.warning("reconciliation: a batch of %d failed (%s)", len(batch), exc.code)
+                continue
+            changes = await self.apply(reports, source="reconciliation")
+            changed += sum(change.changed for change in changes)
+        return ReconcileResult(len(ids), changed, [])
 
     async def _flag_stale(self, rows: Sequence[InvoiceRow]) -> list[InvoiceRow]:
         now = utcnow()
         flagged = []
         for row in rows:
-            if row.id is None or row.flagged_at is not None or row.expires_at is None:
+            if row.id is None or row.flagged_at is not None:
                 continue
-            window_end = row.expires_at + STALE_GRACE
-            if row.status == PaymentStatus.PROCESSING.value:
+            if row.status == PaymentStatus.PROCESSING.value or (
+                row.expires_at is None and row.status == PaymentStatus.PENDING.value
+            ):
+                # A payment was seen (or, without a timer, a rate fixed): the provider allows
+                # 24 hours for it to confirm.
                 window_end = row.created_at + PROCESSING_WINDOW + STALE_GRACE
+            elif row.expires_at is not None:
+                window_end = row.expires_at + STALE_GRACE
+            else:
+                continue  # no timer and nothing paid: waiting for the payer is normal
             if now > window_end and await self._payments.flag(
                 row.id, "timer passed without a final callback"
             ):
@@ -175,6 +192,9 @@ class PaymentService:
 
     async def mark_notified(self, invoice_id: int, status: str) -> bool:
         return await self._payments.mark_notified(invoice_id, status)
+
+    async def mark_card(self, invoice_id: int, status: str) -> None:
+        await self._payments.mark_card(invoice_id, status)
 
     async def healthy(self) -> bool:
         try:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from typing import Any
 
 import httpx
 import jwt
+from sqlalchemy import update
+from sqlmodel import col
 
 from bot.app import BotRuntime
+from storage.models import InvoiceRow
 from tests.e2e.flows import add_natural_person, confirm, fill_basics
 from tests.fakes.cryptocloud_api import FakeCryptoCloud
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
@@ -124,3 +128,14 @@ async def cc_invoice_card(
     card = await confirm(telegram, merchant, preview)
     [invoice] = [i for i in fake.invoices.values() if i["request"]["order_id"] in card.text]
     return card, invoice
+
+
+async def age_invoice(bot: BotRuntime, public_id: str, *, minutes: int) -> None:
+    """Move an invoice back in time (the test's clock, not the bot's code)."""
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)
+    async with bot.engine.begin() as connection:
+        await connection.execute(
+            update(InvoiceRow)
+            .where(col(InvoiceRow.public_id) == public_id)
+            .values(expires_at=past, created_at=past)
+        )

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import hashlib
 import hmac
 import json
 
 import httpx
 import pytest
-from sqlalchemy import update
-from sqlmodel import col
 
-from bot.app import BotRuntime
-from storage.models import InvoiceRow
 from tests.conftest import ADMIN_ID, MERCHANT_ID, BotStarter
 from tests.e2e.flows import current
 from tests.e2e.payments import (
+    age_invoice,
     bot_url,
     cc_invoice_card,
     cc_token,
@@ -284,7 +280,7 @@ async def test_cryptoprocessing_cannot_be_refreshed_but_stale_timers_are_flagged
     assert "cannot be asked" in answer.text
 
     # Its 15-minute timer ran out long ago and no final callback came.
-    await _age_invoice(bot, invoice["foreign_id"], minutes=60)
+    await age_invoice(bot, invoice["foreign_id"], minutes=60)
 
     def alerts() -> list[BotMessage]:
         return [m for m in telegram.chat_messages(admin.chat_id) if "payment window" in m.text]
@@ -295,14 +291,3 @@ async def test_cryptoprocessing_cannot_be_refreshed_but_stale_timers_are_flagged
     assert "waiting for payment" in current(telegram, card).text  # not silently failed
     details = await admin.reply(f"/invoice {invoice['foreign_id']}")
     assert "flagged" in details.text
-
-
-async def _age_invoice(bot: BotRuntime, public_id: str, *, minutes: int) -> None:
-    """Move an invoice back in time (the test's clock, not the bot's code)."""
-    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)
-    async with bot.engine.begin() as connection:
-        await connection.execute(
-            update(InvoiceRow)
-            .where(col(InvoiceRow.public_id) == public_id)
-            .values(expires_at=past, created_at=past)
-        )

@@ -39,7 +39,11 @@ def upgrade() -> None:
         batch_op.create_index("ux_provider_event_key", ["provider", "dedupe_key"], unique=True)
 
     with op.batch_alter_table("invoice", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("card_status", sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column("notified_status", sa.String(length=32), nullable=True))
+        batch_op.add_column(
+            sa.Column("test_mode", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
         batch_op.add_column(sa.Column("amount_received", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("received_currency", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("expires_at", storage.types.UTCDateTime(), nullable=True))
@@ -62,6 +66,8 @@ def downgrade() -> None:
         batch_op.drop_column("received_currency")
         batch_op.drop_column("amount_received")
         batch_op.drop_column("notified_status")
+        batch_op.drop_column("test_mode")
+        batch_op.drop_column("card_status")
 
     with op.batch_alter_table("provider_event", schema=None) as batch_op:
         batch_op.drop_index("ux_provider_event_key")
