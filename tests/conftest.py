@@ -85,7 +85,10 @@ async def cryptoprocessing() -> AsyncIterator[FakeCryptoProcessing]:
 
 @pytest.fixture
 async def cryptocloud() -> AsyncIterator[FakeCryptoCloud]:
-    async with FakeCryptoCloud() as fake:
+    # A project secret as long as HS256 wants (PyJWT warns below 32 bytes).
+    async with FakeCryptoCloud(
+        secret_key="cc-test-secret-0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+    ) as fake:
         yield fake
 
 
