@@ -80,7 +80,6 @@ class CreatedInvoice:
     provider_invoice_id: str
     pay_url: str
     status: str  # a PaymentStatus value
-    raw_amount: str | None = None
     expires_at: dt.datetime | None = None
 
 

@@ -36,8 +36,6 @@ from bot.providers.wire import dump_json, load_json
 
 logger = logging.getLogger("bot.providers")
 
-PRODUCTION_BASE_URL = "https://api.cryptocloud.plus"
-
 # The fiat currencies the create-invoice page lists, with their ISO 4217 minor units.
 FIAT_DECIMALS: dict[str, int] = {
     "USD": 2, "UZS": 2, "KGS": 2, "KZT": 2, "AMD": 2, "AZN": 2, "BYN": 2, "AUD": 2, "TRY": 2,

@@ -35,9 +35,6 @@ from bot.providers.wire import dump_json, load_json
 
 logger = logging.getLogger("bot.providers")
 
-PRODUCTION_BASE_URL = "https://app.cryptoprocessing.com/api/v2"
-SANDBOX_BASE_URL = "https://app.sandbox.cryptoprocessing.com/api/v2"
-
 
 def sign(secret: bytes, body: bytes) -> str:
     """Lowercase hex HMAC-SHA512 of the raw body, as the provider verifies it."""
@@ -167,7 +164,6 @@ class CryptoProcessingProvider(PaymentProvider):
             pay_url=url,
             status=status.value,
             expires_at=expires_at,
-            raw_amount=str(data["amount"]) if data.get("amount") is not None else None,
         )
 
     @staticmethod

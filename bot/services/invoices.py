@@ -77,10 +77,6 @@ class InvoiceService:
         self._draft_service = draft_service
         self._customers = customers
 
-    @property
-    def provider_name(self) -> str:
-        return self._provider.name
-
     async def already_created(self, draft_id: str) -> bool:
         live = await self._invoices.live_for_draft(draft_id)
         return live is not None and live.outcome == InvoiceOutcome.CREATED

@@ -64,10 +64,6 @@ class PaymentService:
         self.on_change = on_change  # the chat layer sets this to wake its notifier
 
     @property
-    def provider_name(self) -> str:
-        return self._provider.name
-
-    @property
     def can_query(self) -> bool:
         return self._provider.supports_status_query
 
