@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, or_
@@ -283,6 +284,22 @@ class ConversationStateRepository:
             await session.commit()
 
 
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """One verified provider report, as storage needs it (statuses are plain strings here)."""
+
+    provider: str
+    dedupe_key: str
+    provider_invoice_id: str | None
+    foreign_id: str | None
+    provider_status: str
+    status: str
+    amount_received: str | None = None
+    received_currency: str | None = None
+    test_mode: bool = False
+    detail: str | None = None
+
+
 class StatusChange:
     """What applying one provider report did; `changed` is False for duplicates and stale ones."""
 
@@ -309,20 +326,7 @@ class PaymentRepository:
         self._sessions = sessions
 
     async def apply(
-        self,
-        *,
-        provider: str,
-        dedupe_key: str,
-        provider_invoice_id: str | None,
-        foreign_id: str | None,
-        provider_status: str,
-        status: str,
-        rank_of: Callable[[str | None], int],
-        final_rank: int,
-        amount_received: str | None = None,
-        received_currency: str | None = None,
-        test_mode: bool = False,
-        detail: str | None = None,
+        self, update_: StatusUpdate, *, rank_of: Callable[[str | None], int], final_rank: int
     ) -> StatusChange:
         """Record the report and move the invoice forward in one transaction.
 
@@ -330,41 +334,23 @@ class PaymentRepository:
         applied at once can never move an invoice backwards; the loser simply retries.
         """
         for _ in range(5):
-            change = await self._apply_once(
-                provider=provider, dedupe_key=dedupe_key, provider_invoice_id=provider_invoice_id,
-                foreign_id=foreign_id, provider_status=provider_status, status=status,
-                rank_of=rank_of, final_rank=final_rank, amount_received=amount_received,
-                received_currency=received_currency, test_mode=test_mode, detail=detail,
-            )  # fmt: skip
+            change = await self._apply_once(update_, rank_of, final_rank)
             if change is not None:
                 return change
         raise RuntimeError("invoice status kept changing under a concurrent update")
 
     async def _apply_once(
-        self,
-        *,
-        provider: str,
-        dedupe_key: str,
-        provider_invoice_id: str | None,
-        foreign_id: str | None,
-        provider_status: str,
-        status: str,
-        rank_of: Callable[[str | None], int],
-        final_rank: int,
-        amount_received: str | None,
-        received_currency: str | None,
-        test_mode: bool,
-        detail: str | None,
+        self, u: StatusUpdate, rank_of: Callable[[str | None], int], final_rank: int
     ) -> StatusChange | None:
         async with self._sessions() as session:
-            row = await self._find(session, provider, provider_invoice_id, foreign_id)
+            row = await self._find(session, u.provider, u.provider_invoice_id, u.foreign_id)
             session.add(
                 ProviderEventRow(
-                    provider=provider,
-                    dedupe_key=dedupe_key[:200],
+                    provider=u.provider,
+                    dedupe_key=u.dedupe_key[:200],
                     invoice_id=row.id if row else None,
-                    provider_status=provider_status[:32],
-                    status=status,
+                    provider_status=u.provider_status[:32],
+                    status=u.status,
                 )
             )
             try:
@@ -377,14 +363,14 @@ class PaymentRepository:
                 return StatusChange(None)
             previous = row.status
             current_rank = rank_of(previous)
-            forward = rank_of(status) > current_rank and current_rank < final_rank
+            forward = rank_of(u.status) > current_rank and current_rank < final_rank
             if forward:
-                values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
-                if amount_received:
-                    values |= {"amount_received": amount_received}
-                if received_currency:
-                    values |= {"received_currency": received_currency}
-                if test_mode:
+                values: dict[str, Any] = {"status": u.status, "updated_at": utcnow()}
+                if u.amount_received:
+                    values |= {"amount_received": u.amount_received}
+                if u.received_currency:
+                    values |= {"received_currency": u.received_currency}
+                if u.test_mode:
                     values |= {"test_mode": True}
                 same_status = (
                     col(InvoiceRow.status).is_(None)
@@ -403,8 +389,8 @@ class PaymentRepository:
                 InvoiceEventRow(
                     invoice_id=row.id,
                     kind="status" if forward else "status-ignored",
-                    status=status,
-                    detail=(f"{provider_status}" + (f"; {detail}" if detail else ""))[:500],
+                    status=u.status,
+                    detail=(u.provider_status + (f"; {u.detail}" if u.detail else ""))[:500],
                 )
             )
             await session.commit()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bot.domain import PaymentStatus, StatusReport
 from bot.providers.base import PaymentProvider, ProviderError, ProviderValidationError
 from storage.models import InvoiceRow
-from storage.repositories import PaymentRepository, StatusChange
+from storage.repositories import PaymentRepository, StatusChange, StatusUpdate
 from storage.types import utcnow
 
 logger = logging.getLogger(__name__)
@@ -77,18 +77,20 @@ class PaymentService:
         changes = []
         for report in reports:
             change = await self._payments.apply(
-                provider=self._provider.name,
-                dedupe_key=report.dedupe_key,
-                provider_invoice_id=report.provider_invoice_id,
-                foreign_id=report.foreign_id,
-                provider_status=report.provider_status,
-                status=report.status.value,
+                StatusUpdate(
+                    provider=self._provider.name,
+                    dedupe_key=report.dedupe_key,
+                    provider_invoice_id=report.provider_invoice_id,
+                    foreign_id=report.foreign_id,
+                    provider_status=report.provider_status,
+                    status=report.status.value,
+                    amount_received=report.amount_received,
+                    received_currency=report.received_currency,
+                    test_mode=report.test_mode,
+                    detail=f"via {source}" + (f"; {report.detail}" if report.detail else ""),
+                ),
                 rank_of=rank_of,
                 final_rank=PaymentStatus.PAID.rank,
-                amount_received=report.amount_received,
-                received_currency=report.received_currency,
-                test_mode=report.test_mode,
-                detail=f"via {source}" + (f"; {report.detail}" if report.detail else ""),
             )
             if change.invoice is None and not change.duplicate:
                 logger.warning("%s report for an invoice we do not know; stored", source)

@@ -139,3 +139,17 @@ async def age_invoice(bot: BotRuntime, public_id: str, *, minutes: int) -> None:
             .where(col(InvoiceRow.public_id) == public_id)
             .values(expires_at=past, created_at=past)
         )
+
+
+async def send_cp(
+    bot: BotRuntime,
+    fake: FakeCryptoProcessing,
+    invoice: dict[str, Any],
+    status: str,
+    *,
+    error: str = "",
+    tx_ids: tuple[int, ...] = (),
+) -> httpx.Response:
+    """A correctly signed CryptoProcessing invoice callback, as the provider sends it."""
+    body = cp_callback(invoice, status, error=error, tx_ids=tx_ids)
+    return await post_cp(bot, body, key=fake.api_key, signature=fake.sign(body))

@@ -23,6 +23,7 @@ from tests.e2e.payments import (
     cp_invoice_card,
     post_cc,
     post_cp,
+    send_cp,
 )
 from tests.fakes.cryptocloud_api import FakeCryptoCloud
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
@@ -46,11 +47,9 @@ async def test_cryptoprocessing_paid_invoice_moves_forward_and_is_told_once(
     bot = await start_bot(cryptoprocessing, notify_chat_id=ADMIN_ID)
     merchant, admin = telegram.user(MERCHANT_ID), telegram.user(ADMIN_ID)
     card, invoice = await cp_invoice_card(telegram, merchant, cryptoprocessing)
-    key = cryptoprocessing.api_key
 
     async def send(status: str, tx: tuple[int, ...] = ()) -> httpx.Response:
-        body = cp_callback(invoice, status, tx_ids=tx)
-        return await post_cp(bot, body, key=key, signature=cryptoprocessing.sign(body))
+        return await send_cp(bot, cryptoprocessing, invoice, status, tx_ids=tx)
 
     assert (await send("pending")).status_code == 200
     assert (await send("processing", (77,))).status_code == 200
@@ -93,11 +92,7 @@ async def test_cryptoprocessing_failed_and_expired_invoices(
     bot = await start_bot(cryptoprocessing)
     merchant = telegram.user(MERCHANT_ID)
     card, invoice = await cp_invoice_card(telegram, merchant, cryptoprocessing)
-    body = cp_callback(invoice, "failed", error=error)
-
-    response = await post_cp(
-        bot, body, key=cryptoprocessing.api_key, signature=cryptoprocessing.sign(body)
-    )
+    response = await send_cp(bot, cryptoprocessing, invoice, "failed", error=error)
 
     assert response.status_code == 200
     await telegram.wait_for(lambda: notifications(telegram, merchant, word) or None)

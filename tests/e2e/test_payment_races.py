@@ -15,9 +15,9 @@ from tests.e2e.payments import (
     age_invoice,
     bot_url,
     cc_invoice_card,
-    cp_callback,
     cp_invoice_card,
     post_cp,
+    send_cp,
 )
 from tests.fakes.cryptocloud_api import FakeCryptoCloud
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
@@ -57,8 +57,7 @@ async def test_a_card_drawn_late_is_redrawn_without_a_second_message(
     bot = await start_bot(cryptoprocessing)
     merchant = telegram.user(MERCHANT_ID)
     card, invoice = await cp_invoice_card(telegram, merchant, cryptoprocessing)
-    body = cp_callback(invoice, "confirmed")
-    await post_cp(bot, body, key=cryptoprocessing.api_key, signature=cryptoprocessing.sign(body))
+    await send_cp(bot, cryptoprocessing, invoice, "confirmed")
     await telegram.wait_for(lambda: paid_messages(telegram, merchant) or None)
 
     # The Confirm handler drawing its older snapshot after the callback was handled:
@@ -77,8 +76,7 @@ async def test_an_unreachable_notify_chat_does_not_repeat_the_merchant_s_message
     bot = await start_bot(cryptoprocessing, notify_chat_id=-100999)  # the bot is not in it
     merchant = telegram.user(MERCHANT_ID)
     _, invoice = await cp_invoice_card(telegram, merchant, cryptoprocessing)
-    body = cp_callback(invoice, "confirmed")
-    await post_cp(bot, body, key=cryptoprocessing.api_key, signature=cryptoprocessing.sign(body))
+    await send_cp(bot, cryptoprocessing, invoice, "confirmed")
     await telegram.wait_for(lambda: paid_messages(telegram, merchant) or None)
 
     for _ in range(3):
@@ -122,8 +120,7 @@ async def test_stuck_cryptoprocessing_payment_without_a_timer_is_flagged_after_a
     bot = await start_bot(cryptoprocessing)
     merchant = telegram.user(MERCHANT_ID)
     _, invoice = await cp_invoice_card(telegram, merchant, cryptoprocessing)
-    body = cp_callback(invoice, "processing", tx_ids=(5,))
-    await post_cp(bot, body, key=cryptoprocessing.api_key, signature=cryptoprocessing.sign(body))
+    await send_cp(bot, cryptoprocessing, invoice, "processing", tx_ids=(5,))
     assert not (await bot.services.payments.reconcile()).flagged  # a fresh payment: fine
 
     await age_invoice(bot, invoice["foreign_id"], minutes=25 * 60)
