@@ -183,9 +183,13 @@ class BotRuntime:
         self.notifier.start()
         self.notifier.wake()  # anything left untold by a previous run
         assert self.application.job_queue is not None
-        self.application.job_queue.run_repeating(
-            _reconcile, interval=settings.reconcile_interval_seconds, first=1.0, name="reconcile"
-        )
+        if settings.reconcile_interval_seconds > 0:
+            self.application.job_queue.run_repeating(
+                _reconcile,
+                interval=settings.reconcile_interval_seconds,
+                first=1.0,
+                name="reconcile",
+            )
         logger.info(
             "bot started with provider %s in %s mode",
             self.provider.name,

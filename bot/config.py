@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     currency_cache_seconds: int = Field(default=3600, ge=0)
     log_level: str = "INFO"
     notify_chat_id: int | None = None
-    reconcile_interval_seconds: float = Field(default=300, gt=0)
+    reconcile_interval_seconds: float = Field(default=300, ge=0)  # 0 turns the job off
 
     @field_validator("admin_ids", "merchant_ids", mode="before")
     @classmethod

@@ -110,7 +110,8 @@ def settings_for(
         "http_host": "127.0.0.1",
         "http_port": 0,
         "public_base_url": "https://bot.example.com",
-        "reconcile_interval_seconds": 3600,
+        # Off unless a test is about it, so the job never races a test's own steps.
+        "reconcile_interval_seconds": 0,
     }
     if isinstance(provider, FakeCryptoProcessing):
         values |= {

@@ -30,13 +30,6 @@ from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
 from tests.fakes.telegram_api import BotMessage, FakeTelegram, FakeUser
 
 
-async def after_first_reconciliation(telegram: FakeTelegram, fake: FakeCryptoCloud) -> None:
-    """The job's first run (1 s after start) is past, so it cannot race the test's own steps."""
-    await telegram.wait_for(
-        lambda: any(r.path == "/v2/invoice/merchant/info" for r in fake.requests) or None
-    )
-
-
 def notifications(telegram: FakeTelegram, user: FakeUser, word: str) -> list[BotMessage]:
     return [m for m in telegram.chat_messages(user.chat_id) if m.text.startswith(word)]
 
@@ -186,7 +179,6 @@ async def test_forged_cryptocloud_tokens_are_refused(
     merchant = telegram.user(MERCHANT_ID)
     card, invoice = await cc_invoice_card(telegram, merchant, cryptocloud, "First")
     _, other = await cc_invoice_card(telegram, merchant, cryptocloud, "Second")
-    await after_first_reconciliation(telegram, cryptocloud)
     cryptocloud.set_status(invoice["uuid"], "paid")
     secret = cryptocloud.secret_key
 
@@ -254,7 +246,6 @@ async def test_cancel_button_and_command_follow_the_rules(
     assert any("cancelled" in (a.get("text") or "") for a in merchant.answers())
 
     card2, paid = await cc_invoice_card(telegram, merchant, cryptocloud, "Already paid")
-    await after_first_reconciliation(telegram, cryptocloud)
     cryptocloud.set_status(paid["uuid"], "partial")
     refused = await merchant.reply(f"/cancel_invoice {paid['order_id']}")
     assert "refused to cancel" in refused.text

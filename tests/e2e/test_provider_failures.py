@@ -141,3 +141,28 @@ async def test_unreachable_provider_creates_nothing_and_keeps_the_draft(
 
     assert "could not be reached" in card.text
     assert "Widgets" in current(telegram, card).text  # the draft is intact for the next try
+
+
+async def test_an_abandoned_lost_answer_is_settled_in_the_background(
+    telegram: FakeTelegram, cryptoprocessing: FakeCryptoProcessing, start_bot: BotStarter
+) -> None:
+    runtime = await start_bot(
+        cryptoprocessing, provider_timeout_seconds=1.0, reconcile_interval_seconds=0.3
+    )
+    merchant = telegram.user(MERCHANT_ID)
+    preview = await _preview(telegram, merchant)
+    cryptoprocessing.delay_next(4.0, create_anyway=True)
+    card = await confirm(telegram, merchant, preview)
+    assert "did not answer in time" in card.text
+    [lost] = cryptoprocessing.invoices.values()
+
+    await merchant.reply("/cancel")  # the merchant walks away from it
+
+    # Nobody presses Retry, yet the possibly payable invoice does not stay open.
+    for _ in range(80):  # the database is polled: up to 8 s for a few 0.3 s job rounds
+        outcomes = [outcome for outcome, _ in await _attempts(runtime)]
+        if outcomes == ["voided"]:
+            break
+        await asyncio.sleep(0.1)
+    assert outcomes == ["voided"]
+    assert cryptoprocessing.invoices[lost["foreign_id"]]["status"] == "failed"  # cancelled
