@@ -65,7 +65,7 @@ async def end_to_end(workdir: Path) -> None:
         customers = CustomerService(CustomerRepository(sessions))
         invoices = InvoiceService(
             provider=provider, invoices=InvoiceRepository(sessions), drafts=drafts_repo,
-            draft_service=drafts, customers=customers,
+            customers=customers,
         )  # fmt: skip
         latencies: list[float] = []
         semaphore = asyncio.Semaphore(CONCURRENCY)

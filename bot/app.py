@@ -30,7 +30,7 @@ from telegram.ext import (
 
 from bot.config import Settings, TelegramMode
 from bot.handlers import admin, common, lifecycle, new_invoice
-from bot.handlers.context import BotApplication, BotContext, BotServices, texts_for
+from bot.handlers.context import BotApplication, BotContext, BotServices
 from bot.i18n import Catalog
 from bot.persistence import DatabaseConversationPersistence
 from bot.providers import PaymentProvider, build_provider
@@ -57,15 +57,6 @@ logger = logging.getLogger(__name__)
 COMMANDS = ("new", "cancel", "invoices", "invoice", "refresh", "cancel_invoice", "help")
 
 
-async def _outside_conversation(update: Update, context: BotContext) -> None:
-    """Text, /cancel or an old draft button when no invoice is being composed."""
-    t = texts_for(update, context)
-    if update.callback_query is not None:
-        await update.callback_query.answer(t("stale-button"))
-    elif update.effective_chat is not None:
-        await update.effective_chat.send_message(t("no-draft"))
-
-
 def register_handlers(app: BotApplication, settings: Settings) -> None:
     # Group -1 runs first for every update: unknown users stop there.
     app.add_handler(TypeHandler(Update, common.gate), group=-1)
@@ -83,10 +74,10 @@ def register_handlers(app: BotApplication, settings: Settings) -> None:
     app.add_handler(
         CallbackQueryHandler(lifecycle.card_button, pattern=r"^inv\|(cancel|refresh)\|\d{1,12}$")
     )
-    app.add_handler(CommandHandler("cancel", _outside_conversation))
-    app.add_handler(CallbackQueryHandler(_outside_conversation))
+    app.add_handler(CommandHandler("cancel", common.outside_conversation))
+    app.add_handler(CallbackQueryHandler(common.outside_conversation))
     app.add_handler(
-        MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, _outside_conversation)
+        MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, common.outside_conversation)
     )
     app.add_error_handler(common.on_error)
 
@@ -246,7 +237,6 @@ def build_runtime(settings: Settings, *, provider_transport: Any = None) -> BotR
             provider=provider,
             invoices=InvoiceRepository(sessions),
             drafts=draft_repository,
-            draft_service=draft_service,
             customers=customer_service,
             settle_after=dt.timedelta(seconds=2 * settings.provider_timeout_seconds),
         ),

@@ -69,11 +69,7 @@ async def show_invoice(update: Update, context: BotContext) -> None:
             t("invoice-not-found", ref=args[0][:40]), parse_mode=ParseMode.HTML
         )
         return
-    customer = (
-        await services.customers.get(invoice.merchant_id, invoice.customer_id)
-        if invoice.customer_id is not None
-        else None
-    )
+    customer = await services.customers.get(invoice.merchant_id, invoice.customer_id)
     events = await services.invoices.history(invoice.id)
     text = render.invoice_details(t, invoice, customer, events)
     await update.effective_chat.send_message(

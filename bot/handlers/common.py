@@ -54,6 +54,15 @@ async def help_command(update: Update, context: BotContext) -> None:
     await update.effective_chat.send_message(text, parse_mode=ParseMode.HTML)
 
 
+async def outside_conversation(update: Update, context: BotContext) -> None:
+    """Text, /cancel or an old draft button when no invoice is being composed."""
+    t = texts_for(update, context)
+    if update.callback_query is not None:
+        await answer(update.callback_query, t("stale-button"))
+    elif update.effective_chat is not None:
+        await update.effective_chat.send_message(t("no-draft"))
+
+
 async def on_error(update: object, context: BotContext) -> None:
     """Logs the failure without the update (it holds personal data) and tells the user."""
     error = context.error

@@ -105,11 +105,7 @@ class Notifier:
 
     async def _redraw(self, invoice: InvoiceRow, t: Texts) -> None:
         services = self._services
-        customer = (
-            await services.customers.get(invoice.merchant_id, invoice.customer_id)
-            if invoice.customer_id is not None
-            else None
-        )
+        customer = await services.customers.get(invoice.merchant_id, invoice.customer_id)
         try:
             await self._bot.edit_message_text(
                 render.invoice_card(t, invoice, customer),

@@ -10,7 +10,8 @@ import datetime as dt
 import html
 import logging
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from telegram import InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
@@ -69,6 +70,7 @@ STEP_NAMES = {
 }  # fmt: skip
 STEPS_BY_NAME = {name: state for state, name in STEP_NAMES.items()}
 TEXT_INPUT = filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND
+T = TypeVar("T")
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -142,11 +144,7 @@ async def show_preview(
     draft.extra["step"] = STEP_NAMES[PREVIEW]
     draft.extra["rev"] = str(int(draft.extra.get("rev", "0")) + 1)
     await services.drafts.save(draft)
-    customer = (
-        await services.customers.get(draft.merchant_id, draft.customer_id)
-        if draft.customer_id is not None
-        else None
-    )
+    customer = await services.customers.get(draft.merchant_id, draft.customer_id)
     await _send(
         update,
         render.preview_text(t, draft, customer, note=error),
@@ -166,11 +164,8 @@ async def next_after_sender(update: Update, context: BotContext, draft: Draft) -
     """Ask for the email only where the provider needs it and we do not have it yet."""
     rule = context.services.requirements.email
     if rule is EmailRule.REQUIRED and not draft.email:
-        known = None
-        if draft.customer_id is not None:
-            customer = await context.services.customers.get(draft.merchant_id, draft.customer_id)
-            known = customer.email if customer else None
-        if not known:
+        customer = await context.services.customers.get(draft.merchant_id, draft.customer_id)
+        if not (customer and customer.email):
             return await ask(update, context, draft, EMAIL)
     return await show_preview(update, context, draft)
 
@@ -255,6 +250,21 @@ async def _text_step(update: Update, context: BotContext) -> tuple[Draft, str] |
     return draft, update.message.text
 
 
+async def _parsed(
+    update: Update, context: BotContext, state: int, parse: Callable[[str], T]
+) -> tuple[Draft, T] | int:
+    """The draft and the parsed answer, or the state to stay in (the question was re-asked)."""
+    got = await _text_step(update, context)
+    if got is None:
+        return END
+    draft, text = got
+    try:
+        return draft, parse(text)
+    except InputError as exc:
+        t = texts_for(update, context)
+        return await ask(update, context, draft, state, error=error_text(t, exc))
+
+
 async def on_amount(update: Update, context: BotContext) -> int:
     """Stores the amount and asks for the currency."""
     got = await _text_step(update, context)
@@ -299,117 +309,80 @@ async def _set_currency(update: Update, context: BotContext, draft: Draft, code:
 
 async def on_currency_text(update: Update, context: BotContext) -> int:
     """Accepts a currency typed by code."""
-    got = await _text_step(update, context)
-    if got is None:
-        return END
-    draft, text = got
-    try:
-        code = parse_currency_code(text)
-    except InputError as exc:
-        return await ask(
-            update, context, draft, CURRENCY, error=error_text(texts_for(update, context), exc)
-        )
+    got = await _parsed(update, context, CURRENCY, parse_currency_code)
+    if isinstance(got, int):
+        return got
+    draft, code = got
     return await _set_currency(update, context, draft, code)
 
 
 async def on_title(update: Update, context: BotContext) -> int:
     """Stores the title the payer will see."""
-    got = await _text_step(update, context)
-    if got is None:
-        return END
-    draft, text = got
-    try:
-        draft.title = parse_title(text)
-    except InputError as exc:
-        return await ask(
-            update, context, draft, TITLE, error=error_text(texts_for(update, context), exc)
-        )
+    got = await _parsed(update, context, TITLE, parse_title)
+    if isinstance(got, int):
+        return got
+    draft, value = got
+    draft.title = value
     if draft.editing:
         return await show_preview(update, context, draft)
     return await next_after_title(update, context, draft)
 
 
 async def on_first_name(update: Update, context: BotContext) -> int:
-    got = await _text_step(update, context)
-    if got is None:
-        return END
-    draft, text = got
-    try:
-        draft.first_name = parse_name(text)
-    except InputError as exc:
-        return await ask(
-            update, context, draft, FIRST_NAME, error=error_text(texts_for(update, context), exc)
-        )
+    got = await _parsed(update, context, FIRST_NAME, parse_name)
+    if isinstance(got, int):
+        return got
+    draft, value = got
+    draft.first_name = value
     return await ask(update, context, draft, LAST_NAME)
 
 
 async def on_last_name(update: Update, context: BotContext) -> int:
-    got = await _text_step(update, context)
-    if got is None:
-        return END
-    draft, text = got
-    try:
-        draft.last_name = parse_name(text)
-    except InputError as exc:
-        return await ask(
-            update, context, draft, LAST_NAME, error=error_text(texts_for(update, context), exc)
-        )
+    got = await _parsed(update, context, LAST_NAME, parse_name)
+    if isinstance(got, int):
+        return got
+    draft, value = got
+    draft.last_name = value
     return await ask(update, context, draft, BIRTH_DATE)
 
 
+def _date_of_birth(text: str) -> dt.date:
+    return parse_date_of_birth(text, today=dt.datetime.now(dt.UTC).date())
+
+
 async def on_birth_date(update: Update, context: BotContext) -> int:
-    got = await _text_step(update, context)
-    if got is None:
-        return END
-    draft, text = got
-    try:
-        draft.date_of_birth = parse_date_of_birth(text, today=dt.datetime.now(dt.UTC).date())
-    except InputError as exc:
-        return await ask(
-            update, context, draft, BIRTH_DATE, error=error_text(texts_for(update, context), exc)
-        )
+    got = await _parsed(update, context, BIRTH_DATE, _date_of_birth)
+    if isinstance(got, int):
+        return got
+    draft, value = got
+    draft.date_of_birth = value
     return await next_after_sender(update, context, draft)
 
 
 async def on_legal_name(update: Update, context: BotContext) -> int:
-    got = await _text_step(update, context)
-    if got is None:
-        return END
-    draft, text = got
-    try:
-        draft.legal_name = parse_legal_name(text)
-    except InputError as exc:
-        return await ask(
-            update, context, draft, LEGAL_NAME, error=error_text(texts_for(update, context), exc)
-        )
+    got = await _parsed(update, context, LEGAL_NAME, parse_legal_name)
+    if isinstance(got, int):
+        return got
+    draft, value = got
+    draft.legal_name = value
     return await ask(update, context, draft, COUNTRY)
 
 
 async def on_country(update: Update, context: BotContext) -> int:
-    got = await _text_step(update, context)
-    if got is None:
-        return END
-    draft, text = got
-    try:
-        draft.country_alpha3 = parse_country(text)
-    except InputError as exc:
-        return await ask(
-            update, context, draft, COUNTRY, error=error_text(texts_for(update, context), exc)
-        )
+    got = await _parsed(update, context, COUNTRY, parse_country)
+    if isinstance(got, int):
+        return got
+    draft, value = got
+    draft.country_alpha3 = value
     return await next_after_sender(update, context, draft)
 
 
 async def on_email(update: Update, context: BotContext) -> int:
-    got = await _text_step(update, context)
-    if got is None:
-        return END
-    draft, text = got
-    try:
-        draft.email = parse_email(text)
-    except InputError as exc:
-        return await ask(
-            update, context, draft, EMAIL, error=error_text(texts_for(update, context), exc)
-        )
+    got = await _parsed(update, context, EMAIL, parse_email)
+    if isinstance(got, int):
+        return got
+    draft, value = got
+    draft.email = value
     return await show_preview(update, context, draft)
 
 
@@ -556,11 +529,7 @@ async def confirm(update: Update, context: BotContext) -> int | None:
             return None
         draft = await _draft(update, context)
         if exc.retry and draft is not None and draft.id == draft_id:
-            customer = (
-                await services.customers.get(draft.merchant_id, draft.customer_id)
-                if draft.customer_id is not None
-                else None
-            )
+            customer = await services.customers.get(draft.merchant_id, draft.customer_id)
             note = f"⚠️ {message}"
             await edit(
                 query,

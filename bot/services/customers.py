@@ -45,7 +45,10 @@ class CustomerService:
     async def recent(self, merchant_id: int, limit: int = 6) -> list[Customer]:
         return [to_customer(row) for row in await self._repository.recent(merchant_id, limit)]
 
-    async def get(self, merchant_id: int, customer_id: int) -> Customer | None:
+    async def get(self, merchant_id: int, customer_id: int | None) -> Customer | None:
+        """The merchant's customer, or None (also when there is no customer id at all)."""
+        if customer_id is None:
+            return None
         row = await self._repository.get(merchant_id, customer_id)
         return to_customer(row) if row is not None else None
 

@@ -20,7 +20,7 @@ from bot.domain import (
 )
 from bot.providers.base import PaymentProvider, ProviderBadResponse, ProviderError
 from bot.services.customers import CustomerService
-from bot.services.drafts import DraftService, decode_draft
+from bot.services.drafts import decode_draft
 from storage.models import InvoiceEventRow, InvoiceRow
 from storage.repositories import DraftRepository, InvoiceRepository, LiveAttemptExists
 from storage.types import utcnow
@@ -66,7 +66,6 @@ class InvoiceService:
         provider: PaymentProvider,
         invoices: InvoiceRepository,
         drafts: DraftRepository,
-        draft_service: DraftService,
         customers: CustomerService,
         settle_after: dt.timedelta = dt.timedelta(seconds=60),
     ) -> None:
@@ -74,7 +73,6 @@ class InvoiceService:
         self._provider = provider
         self._invoices = invoices
         self._drafts = drafts
-        self._draft_service = draft_service
         self._customers = customers
 
     async def already_created(self, draft_id: str) -> bool:
@@ -276,8 +274,6 @@ class InvoiceService:
         return await self._customers.find_or_create(draft.merchant_id, sender, draft.email)
 
     async def _customer_of(self, invoice: InvoiceRow) -> Customer | None:
-        if invoice.customer_id is None:
-            return None
         return await self._customers.get(invoice.merchant_id, invoice.customer_id)
 
     async def mark_card(self, invoice_id: int, message_id: int, shown_status: str | None) -> None:
