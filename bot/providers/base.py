@@ -119,5 +119,9 @@ class PaymentProvider(ABC):
         """Cancel an unpaid invoice; ProviderValidationError when its state does not allow it."""
 
     @abstractmethod
+    async def check_credentials(self) -> None:
+        """A harmless authenticated read: ProviderAuthError if the keys are refused."""
+
+    @abstractmethod
     async def aclose(self) -> None:
         """Release the HTTP client."""

@@ -290,5 +290,12 @@ class CryptoCloudProvider(PaymentProvider):
             "/v2/invoice/merchant/canceled", {"uuid": f"INV-{_bare(provider_invoice_id)}"}
         )
 
+    async def check_credentials(self) -> None:
+        # Today's invoice list, one record: authenticated, read-only.
+        today = dt.datetime.now(dt.UTC).strftime("%d.%m.%Y")
+        await self._call(
+            "/v2/invoice/merchant/list", {"start": today, "end": today, "offset": 0, "limit": 1}
+        )
+
     async def aclose(self) -> None:
         await self._client.aclose()

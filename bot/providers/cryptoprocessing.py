@@ -271,6 +271,11 @@ class CryptoProcessingProvider(PaymentProvider):
         response = await self._post(f"/invoices/{foreign_id}/cancel/", {})
         self._raise_for_error(response)
 
+    async def check_credentials(self) -> None:
+        # currencies/list is signed like every call, so it proves both keys and changes nothing.
+        response = await self._post("/currencies/list", {})
+        self._raise_for_error(response)
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
