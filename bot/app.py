@@ -16,7 +16,8 @@ from typing import Any
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
-from telegram import BotCommand, Update
+from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram.error import BadRequest
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -33,9 +34,9 @@ from bot.handlers import admin, common, lifecycle, new_invoice
 from bot.handlers.context import BotApplication, BotContext, BotServices
 from bot.i18n import Catalog
 from bot.persistence import DatabaseConversationPersistence
-from bot.providers import PaymentProvider, build_provider
+from bot.providers import ProviderRegistry, build_providers
 from bot.providers.base import ProviderError
-from bot.services.access import AccessPolicy
+from bot.services.access import ADMIN_COMMANDS, MERCHANT_COMMANDS, AccessPolicy
 from bot.services.currencies import CurrencyCatalog
 from bot.services.customers import CustomerService
 from bot.services.drafts import DraftService
@@ -45,6 +46,7 @@ from bot.update_processor import PerChatUpdateProcessor
 from bot.web import UPDATES_ROUTE, build_web_app
 from storage.engine import create_engine, create_session_factory, migrate
 from storage.repositories import (
+    AlertRepository,
     ConversationStateRepository,
     CustomerRepository,
     DraftRepository,
@@ -54,7 +56,6 @@ from storage.repositories import (
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("new", "cancel", "invoices", "invoice", "refresh", "cancel_invoice", "help")
 
 
 def register_handlers(app: BotApplication, settings: Settings) -> None:
@@ -71,8 +72,11 @@ def register_handlers(app: BotApplication, settings: Settings) -> None:
     app.add_handler(CommandHandler("cancel_invoice", lifecycle.cancel_invoice_command))
     app.add_handler(CommandHandler("refresh", lifecycle.refresh_command))
     app.add_handler(CommandHandler("callbacks", lifecycle.callbacks_command))
+    app.add_handler(CommandHandler("unmatched", lifecycle.unmatched_command))
     app.add_handler(
-        CallbackQueryHandler(lifecycle.card_button, pattern=r"^inv\|(cancel|refresh)\|\d{1,12}$")
+        CallbackQueryHandler(
+            lifecycle.card_button, pattern=r"^inv\|(cancel|cancelok|keep|refresh)\|\d{1,12}$"
+        )
     )
     app.add_handler(CommandHandler("cancel", common.outside_conversation))
     app.add_handler(CallbackQueryHandler(common.outside_conversation))
@@ -86,13 +90,10 @@ async def _reconcile(context: BotContext) -> None:
     """Job: catch up on missed callbacks, flag what cannot be checked, wake the notifier."""
     services = context.services
     try:
-        await services.invoices.settle_orphans()
         result = await services.payments.reconcile()
     except ProviderError as exc:
         logger.warning("reconciliation skipped: provider %s", exc.code)
         return
-    if result.flagged:
-        await lifecycle.alert_admins(context.bot, services, list(result.flagged))
     if result.checked:
         logger.info(
             "reconciliation: %d open invoice(s), %d changed", result.checked, result.changed
@@ -139,9 +140,10 @@ class BotRuntime:
     settings: Settings
     application: BotApplication
     engine: AsyncEngine
-    provider: PaymentProvider
+    providers: ProviderRegistry
     services: BotServices
     notifier: lifecycle.Notifier
+    settler: lifecycle.Settler
     http: HttpServer
     stopped: bool = False
 
@@ -173,6 +175,7 @@ class BotRuntime:
         await self.application.start()
         self.notifier.start()
         self.notifier.wake()  # anything left untold by a previous run
+        self.settler.start()  # and any attempt left unsettled
         assert self.application.job_queue is not None
         if settings.reconcile_interval_seconds > 0:
             self.application.job_queue.run_repeating(
@@ -183,7 +186,7 @@ class BotRuntime:
             )
         logger.info(
             "bot started with provider %s in %s mode",
-            self.provider.name,
+            self.providers.active.name,
             settings.telegram_mode.value,
         )
         if settings.public_base_url is None:
@@ -199,6 +202,7 @@ class BotRuntime:
             return
         self.stopped = True
         await self.http.stop()
+        await self.settler.stop()
         await self.notifier.stop()
         updater = self.application.updater
         if updater is not None and updater.running:
@@ -206,27 +210,44 @@ class BotRuntime:
         if self.application.running:
             await self.application.stop()
         await self.application.shutdown()
-        await self.provider.aclose()
+        await self.providers.aclose()
         await self.engine.dispose()
         logger.info("bot stopped")
 
     async def _set_commands(self) -> None:
+        """The menu shows each user the commands they may use: admins get theirs in their
+        private chats, everyone else the merchant's."""
         catalog = self.services.catalog
         bot = self.application.bot
         for locale in catalog.locales:
             t = catalog.texts(locale)
-            commands = [BotCommand(name, t(f"command-{name}")) for name in COMMANDS]
-            await bot.set_my_commands(commands, language_code=None if locale == "en" else locale)
+            language = None if locale == "en" else locale
+            merchant = [BotCommand(name, t(f"command-{name}")) for name in MERCHANT_COMMANDS]
+            await bot.set_my_commands(merchant, language_code=language)
+            admin = [BotCommand(name, t(f"command-{name}")) for name in ADMIN_COMMANDS]
+            for admin_id in self.settings.admin_ids:
+                try:
+                    await bot.set_my_commands(
+                        admin, scope=BotCommandScopeChat(admin_id), language_code=language
+                    )
+                except BadRequest:  # the admin has not opened a chat with the bot yet
+                    logger.info("admin command menu not set for one admin (no chat yet)")
 
 
 def build_runtime(settings: Settings, *, provider_transport: Any = None) -> BotRuntime:
     engine = create_engine(settings.database_url)
     sessions = create_session_factory(engine)
-    provider = build_provider(settings, provider_transport)
+    providers = build_providers(settings, provider_transport)
+    provider = providers.active
     customer_service = CustomerService(CustomerRepository(sessions))
     draft_repository = DraftRepository(sessions)
     draft_service = DraftService(draft_repository)
-    payments = PaymentService(provider=provider, payments=PaymentRepository(sessions))
+    alerts = AlertRepository(sessions)
+    payments = PaymentService(
+        providers=providers,
+        payments=PaymentRepository(sessions),
+        allow_test_payments=settings.allow_test_payments,
+    )
     services = BotServices(
         settings=settings,
         catalog=Catalog.load(default=settings.default_locale),
@@ -234,17 +255,22 @@ def build_runtime(settings: Settings, *, provider_transport: Any = None) -> BotR
         drafts=draft_service,
         customers=customer_service,
         invoices=InvoiceService(
-            provider=provider,
+            providers=providers,
             invoices=InvoiceRepository(sessions),
             drafts=draft_repository,
             customers=customer_service,
-            settle_after=dt.timedelta(seconds=2 * settings.provider_timeout_seconds),
+            payments=payments,
+            alerts=alerts,
+            # A request that timed out may still be running at the provider: settle it only
+            # once it certainly finished (the client gave up after one timeout).
+            wait_window=dt.timedelta(seconds=2 * settings.provider_timeout_seconds),
         ),
         currencies=CurrencyCatalog(
             provider, ttl_seconds=settings.currency_cache_seconds, common=settings.common_currencies
         ),
         requirements=provider.requirements,
         payments=payments,
+        alerts=alerts,
     )
     builder = (
         Application.builder()
@@ -263,13 +289,14 @@ def build_runtime(settings: Settings, *, provider_transport: Any = None) -> BotR
     register_handlers(application, settings)
     notifier = lifecycle.Notifier(application.bot, services)
     payments.on_change = notifier.wake
+    settler = lifecycle.Settler(application.bot, services)
+    services.invoices.on_unsettled = settler.wake
 
     async def enqueue_update(payload: Any) -> None:
         await application.update_queue.put(Update.de_json(payload, application.bot))
 
     webhook = settings.telegram_mode is TelegramMode.WEBHOOK
     web_app = build_web_app(
-        provider_name=provider.name,
         payments=payments,
         max_body=settings.http_max_body_bytes,
         is_ready=lambda: application.running,
@@ -281,4 +308,4 @@ def build_runtime(settings: Settings, *, provider_transport: Any = None) -> BotR
         on_telegram_update=enqueue_update if webhook else None,
     )
     http = HttpServer(web_app, settings.http_host, settings.http_port)
-    return BotRuntime(settings, application, engine, provider, services, notifier, http)
+    return BotRuntime(settings, application, engine, providers, services, notifier, settler, http)

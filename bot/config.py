@@ -1,15 +1,23 @@
-"""Settings read once from the environment and `.env`, validated before the bot starts."""
+"""Settings read once from the environment and `.env`, validated before the bot starts.
+
+An empty value (`NOTIFY_CHAT_ID=`) means "not set", so `.env.example` can be copied as it is
+and only the required values filled in. Every problem is reported with the variable's name,
+all at once, by `load_settings`.
+"""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 class TelegramMode(StrEnum):
@@ -22,52 +30,99 @@ class ProviderName(StrEnum):
     CRYPTOCLOUD = "cryptocloud"
 
 
-def _split_csv(value: Any) -> Any:
-    """Accept `1,2, 3` from the environment as well as a real list from code."""
+OFFICIAL_BOT_API_HOST = "api.telegram.org"
+# Ports Telegram's own Bot API delivers webhooks to (a self-hosted server takes any).
+OFFICIAL_WEBHOOK_PORTS = frozenset({443, 80, 88, 8443})
+
+_TOKEN_RE = re.compile(r"\d+:[A-Za-z0-9_-]+")
+_USER_ID_RE = re.compile(r"\d{1,19}")
+_CHAT_ID_RE = re.compile(r"-?\d{1,19}")
+_FIND_YOUR_ID = (
+    "to find yours, leave the list empty, start the bot and send it /start: it answers "
+    "anyone it does not know with their id"
+)
+
+# Settings that belong to one provider: required only while that provider is the active one.
+_PROVIDER_REQUIRED: dict[str, ProviderName] = {
+    "cryptoprocessing_api_key": ProviderName.CRYPTOPROCESSING,
+    "cryptoprocessing_secret_key": ProviderName.CRYPTOPROCESSING,
+    "invoice_url_success": ProviderName.CRYPTOPROCESSING,
+    "invoice_url_failed": ProviderName.CRYPTOPROCESSING,
+    "cryptocloud_api_key": ProviderName.CRYPTOCLOUD,
+    "cryptocloud_shop_id": ProviderName.CRYPTOCLOUD,
+}
+
+
+def _split_list(value: Any) -> Any:
+    """Accept `1,2, 3` (or spaces, or semicolons) from the environment, a real list from code."""
     if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
+        return [item for item in re.split(r"[,;\s]+", value) if item]
     if isinstance(value, int):
         return [value]
     return value
 
 
-def _is_public_https_url(url: str) -> bool:
+def _unset_if_blank(value: Any) -> Any:
+    """`KEY=` or `KEY=   ` means not set; surrounding spaces of a pasted value are dropped."""
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if isinstance(raw, str):
+        raw = raw.strip()
+        return raw or None
+    return value
+
+
+def is_public_https_url(url: str) -> bool:
+    """https with a domain name (not an IP address, not a single-label host like localhost)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     return parts.scheme == "https" and "." in host and not host.replace(".", "").isdigit()
 
 
+def is_official_bot_api(url: str) -> bool:
+    return (urlsplit(url).hostname or "").lower() == OFFICIAL_BOT_API_HOST
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,
     )
 
     telegram_bot_token: SecretStr
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     telegram_mode: TelegramMode = TelegramMode.POLLING
-    telegram_webhook_secret: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
+    # How long start-up keeps retrying while Telegram cannot be reached, in seconds.
+    telegram_startup_retry_seconds: float = Field(default=30.0, ge=0, le=3600)
 
     # The bot's own HTTP server: provider callbacks, health check, Telegram webhook.
     http_host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
     http_port: int = Field(default=8080, ge=0, le=65535)
-    public_base_url: str | None = None
+    public_base_url: str | None = Field(default=None, validate_default=True)
     http_max_body_bytes: int = Field(default=65536, ge=1024)
 
     provider: ProviderName
 
-    cryptoprocessing_api_key: SecretStr | None = None
-    cryptoprocessing_secret_key: SecretStr | None = None
+    cryptoprocessing_api_key: SecretStr | None = Field(default=None, validate_default=True)
+    cryptoprocessing_secret_key: SecretStr | None = Field(default=None, validate_default=True)
     cryptoprocessing_base_url: str = "https://app.cryptoprocessing.com/api/v2"
     cryptoprocessing_invoice_timer: bool = False
 
-    cryptocloud_api_key: SecretStr | None = None
-    cryptocloud_shop_id: str | None = None
+    cryptocloud_api_key: SecretStr | None = Field(default=None, validate_default=True)
+    cryptocloud_shop_id: str | None = Field(default=None, validate_default=True)
     cryptocloud_secret_key: SecretStr | None = None
     cryptocloud_base_url: str = "https://api.cryptocloud.plus"
     cryptocloud_time_to_pay_minutes: int = Field(default=1440, ge=5, le=60 * 24 * 30)
+    # CryptoCloud test-mode payments (a new project starts in test mode, where anyone with
+    # dashboard access can confirm an invoice without paying) never count as paid unless
+    # this is true; when allowed they are shown as test everywhere.
+    allow_test_payments: bool = False
 
-    invoice_url_success: str | None = None
-    invoice_url_failed: str | None = None
+    invoice_url_success: str | None = Field(default=None, validate_default=True)
+    invoice_url_failed: str | None = Field(default=None, validate_default=True)
 
     database_url: str = "sqlite+aiosqlite:///./data/bot.sqlite3"
 
@@ -86,15 +141,70 @@ class Settings(BaseSettings):
     notify_chat_id: int | None = None
     reconcile_interval_seconds: float = Field(default=300, ge=0)  # 0 turns the job off
 
+    @field_validator(
+        "telegram_webhook_secret", "public_base_url", "cryptoprocessing_api_key",
+        "cryptoprocessing_secret_key", "cryptocloud_api_key", "cryptocloud_shop_id",
+        "cryptocloud_secret_key", "invoice_url_success", "invoice_url_failed", "notify_chat_id",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return _unset_if_blank(value)
+
+    @field_validator("telegram_bot_token", mode="before")
+    @classmethod
+    def _check_token(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(raw, str):
+            return value
+        raw = raw.strip()
+        if not raw:
+            raise ValueError("is blank; put the token @BotFather gave you here")
+        if raw.lower().startswith("bot") and _TOKEN_RE.fullmatch(raw[3:]):
+            raise ValueError("starts with 'bot'; use the token exactly as @BotFather gives it")
+        if not _TOKEN_RE.fullmatch(raw):
+            raise ValueError(
+                "is not a bot token: a token is digits, a colon, then letters, digits, _ and - "
+                "(like 123456789:AAH...); copy it again from @BotFather (/mybots, API Token)"
+            )
+        return raw
+
     @field_validator("admin_ids", "merchant_ids", mode="before")
     @classmethod
     def _parse_ids(cls, value: Any) -> Any:
-        return _split_csv(value)
+        items = _split_list(value)
+        if not isinstance(items, list):
+            return items
+        bad = [
+            str(item) for item in items if isinstance(item, str) and not _USER_ID_RE.fullmatch(item)
+        ]
+        if bad:
+            shown = ", ".join(repr(item[:40]) for item in bad[:3])
+            noun = (
+                "is not a numeric Telegram user id"
+                if len(bad) == 1
+                else "are not numeric Telegram user ids"
+            )
+            raise ValueError(
+                f"{shown} {noun}; ids are numbers like 123456789, separated by commas "
+                f"({_FIND_YOUR_ID})"
+            )
+        return items
+
+    @field_validator("notify_chat_id", mode="before")
+    @classmethod
+    def _parse_chat_id(cls, value: Any) -> Any:
+        if isinstance(value, str) and not _CHAT_ID_RE.fullmatch(value):
+            raise ValueError(
+                "must be a numeric Telegram chat id, like -1001234567890 for a group "
+                "(not a @name or an invite link)"
+            )
+        return value
 
     @field_validator("common_currencies", mode="before")
     @classmethod
     def _parse_currencies(cls, value: Any) -> Any:
-        items = _split_csv(value)
+        items = _split_list(value)
         return [str(item).upper() for item in items] if isinstance(items, list) else items
 
     @field_validator("default_locale")
@@ -105,28 +215,84 @@ class Settings(BaseSettings):
     @field_validator("telegram_api_base_url", "cryptoprocessing_base_url", "cryptocloud_base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in {"http", "https"}:
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http(s) URL")
-        return value.rstrip("/")
-
-    @field_validator("public_base_url")
-    @classmethod
-    def _check_public_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        if not _is_public_https_url(value):
-            raise ValueError(
-                "must be an https URL with a domain name (providers and Telegram need one)"
-            )
         return value.rstrip("/")
 
     @field_validator("telegram_webhook_secret")
     @classmethod
-    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            secret = value.get_secret_value()
-            if not (16 <= len(secret) <= 256) or not all(c.isalnum() or c in "_-" for c in secret):
-                raise ValueError("must be 16-256 characters of A-Z, a-z, 0-9, _ and -")
+    def _check_webhook_secret(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if value is None:
+            if info.data.get("telegram_mode") is TelegramMode.WEBHOOK:
+                raise ValueError("is required with TELEGRAM_MODE=webhook but not set")
+            return None
+        secret = value.get_secret_value()
+        if not (16 <= len(secret) <= 256) or not all(c.isalnum() or c in "_-" for c in secret):
+            raise ValueError("must be 16-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        webhook = info.data.get("telegram_mode") is TelegramMode.WEBHOOK
+        if value is None:
+            if webhook:
+                raise ValueError("is required with TELEGRAM_MODE=webhook but not set")
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http(s) URL, like https://bot.example.com")
+        api = info.data.get("telegram_api_base_url")
+        if api is not None and is_official_bot_api(api):
+            if not is_public_https_url(value):
+                raise ValueError(
+                    "must be an https URL with a domain name (Telegram's Bot API and the "
+                    "payment providers need one); http and local addresses work only with a "
+                    "self-hosted Bot API server in TELEGRAM_API_BASE_URL"
+                )
+            if webhook and (parts.port or 443) not in OFFICIAL_WEBHOOK_PORTS:
+                raise ValueError(
+                    "must use port 443, 80, 88 or 8443: the only ones Telegram's Bot API "
+                    "sends webhooks to"
+                )
+        return value.rstrip("/")
+
+    @field_validator(*_PROVIDER_REQUIRED)
+    @classmethod
+    def _required_for_active_provider(cls, value: Any, info: ValidationInfo) -> Any:
+        owner = _PROVIDER_REQUIRED[str(info.field_name)]
+        if info.data.get("provider") is not owner:
+            return value  # another provider's setting: optional, kept for its old invoices
+        if value is None:
+            raise ValueError(f"is required with PROVIDER={owner.value} but not set")
+        # CryptoProcessing requires both redirects and rejects IPs and plain http.
+        redirect = info.field_name in {"invoice_url_success", "invoice_url_failed"}
+        if redirect and not is_public_https_url(value):
+            raise ValueError(
+                "must be an https URL with a domain name (CryptoProcessing refuses "
+                "IP addresses and plain http)"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "is not a database URL; the default is sqlite+aiosqlite:///./data/bot.sqlite3"
+            ) from None
+        if "+" not in url.drivername:
+            raise ValueError(
+                "needs an async driver, like sqlite+aiosqlite:///./data/bot.sqlite3 "
+                "or postgresql+asyncpg://..."
+            )
         return value
 
     @field_validator("log_level")
@@ -137,35 +303,15 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level
 
-    @model_validator(mode="after")
-    def _check_provider_settings(self) -> Self:
-        missing: list[str] = []
-        if self.provider is ProviderName.CRYPTOPROCESSING:
-            for name in ("cryptoprocessing_api_key", "cryptoprocessing_secret_key"):
-                if getattr(self, name) is None:
-                    missing.append(name.upper())
-            # CryptoProcessing requires both redirects and rejects IPs and plain http.
-            for name in ("invoice_url_success", "invoice_url_failed"):
-                url = getattr(self, name)
-                if url is None:
-                    missing.append(name.upper())
-                elif not _is_public_https_url(url):
-                    raise ValueError(f"{name.upper()} must be an https URL with a domain name")
-        else:
-            for name in ("cryptocloud_api_key", "cryptocloud_shop_id"):
-                if getattr(self, name) is None:
-                    missing.append(name.upper())
-        if missing:
-            raise ValueError(f"PROVIDER={self.provider.value} needs " + ", ".join(missing))
-        if self.telegram_mode is TelegramMode.WEBHOOK:
-            needs = [
-                name.upper()
-                for name in ("public_base_url", "telegram_webhook_secret")
-                if getattr(self, name) is None
-            ]
-            if needs:
-                raise ValueError("TELEGRAM_MODE=webhook needs " + ", ".join(needs))
-        return self
+    @property
+    def telegram_api_is_official(self) -> bool:
+        """True with Telegram's own Bot API; False with a self-hosted Bot API server."""
+        return is_official_bot_api(self.telegram_api_base_url)
+
+    @property
+    def public_base_url_is_public(self) -> bool:
+        """Whether payment providers on the internet could reach PUBLIC_BASE_URL."""
+        return self.public_base_url is not None and is_public_https_url(self.public_base_url)
 
     def callback_url(self, provider: ProviderName) -> str | None:
         """The URL to paste into the provider's dashboard."""
@@ -178,9 +324,25 @@ class Settings(BaseSettings):
         """Where the SQLite file lives, so start-up can create its folder."""
         prefix = "sqlite+aiosqlite:///"
         if self.database_url.startswith(prefix):
-            path = self.database_url[len(prefix) :]
+            path = self.database_url[len(prefix) :].split("?", 1)[0]
             return None if path in {"", ":memory:"} else Path(path)
         return None
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so logs and start-up messages can mask them."""
+        values = [
+            self.telegram_bot_token,
+            self.telegram_webhook_secret,
+            self.cryptoprocessing_api_key,
+            self.cryptoprocessing_secret_key,
+            self.cryptocloud_api_key,
+            self.cryptocloud_secret_key,
+        ]
+        found = [value.get_secret_value() for value in values if value is not None]
+        password = make_url(self.database_url).password
+        if password:
+            found.append(str(password))
+        return found
 
 
 class ConfigError(Exception):
@@ -191,16 +353,43 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+_MISSING = {
+    "TELEGRAM_BOT_TOKEN": "is required but not set: the token @BotFather gave you",
+    "PROVIDER": "is required but not set: cryptoprocessing or cryptocloud",
+}
+# pydantic's wording for values of the wrong type, in the operator's terms.
+_TYPE_MESSAGES = {
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "decimal_parsing": "must be a number",
+}
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings, turning pydantic's report into plain sentences that name each variable."""
     try:
         return Settings(**overrides)
+    except UnicodeDecodeError:
+        raise ConfigError([".env: is not UTF-8 text; save it as UTF-8"]) from None
+    except OSError as exc:
+        raise ConfigError(
+            [f".env: cannot be read ({exc.strerror or type(exc).__name__})"]
+        ) from None
+    except SettingsError as exc:
+        raise ConfigError([f"the settings cannot be read: {exc}"]) from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_input=False, include_url=False):
-            field = ".".join(str(part) for part in error["loc"]).upper()
-            message = error["msg"].removeprefix("Value error, ")
+            field = str(error["loc"][0]).upper() if error["loc"] else ""
             if error["type"] == "missing":
-                message = "is required but not set"
+                message = _MISSING.get(field, "is required but not set")
+            elif error["type"] in _TYPE_MESSAGES:
+                message = _TYPE_MESSAGES[error["type"]]
+            else:
+                message = error["msg"].removeprefix("Value error, ")
+                message = message.replace("Input should be", "must be")
             problems.append(f"{field}: {message}" if field else message)
         raise ConfigError(problems) from None

@@ -145,6 +145,9 @@ class StatusReport:
     received_currency: str | None = None
     test_mode: bool = False  # the provider moved no real money (CryptoCloud test mode)
     detail: str | None = None
+    # The provider itself compared what arrived with the invoice (CryptoCloud's paid /
+    # overpaid are its own verdict on the fiat value); otherwise the bot compares.
+    provider_checked_amount: bool = False
 
 
 class InvoiceOutcome(StrEnum):

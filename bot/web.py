@@ -50,7 +50,6 @@ def _error(status: int, reason: str) -> JSONResponse:
 
 def build_web_app(
     *,
-    provider_name: str,
     payments: PaymentService,
     max_body: int,
     is_ready: Callable[[], bool],
@@ -58,8 +57,10 @@ def build_web_app(
     on_telegram_update: Callable[[Any], Awaitable[None]] | None = None,
 ) -> Starlette:
     async def provider_callback(request: Request) -> Response:
-        if request.path_params["provider"] != provider_name:
-            return _error(404, "this bot does not use that provider")
+        provider_name = str(request.path_params["provider"])
+        if not payments.knows(provider_name):
+            # Old invoices of a provider the bot no longer has keys for cannot be verified.
+            return _error(404, "this bot has no keys for that provider")
         try:
             body = await read_body(request, max_body)
         except BodyTooLarge:
@@ -68,7 +69,7 @@ def build_web_app(
             return _error(400, "client disconnected")
         headers = {key.lower(): value for key, value in request.headers.items()}
         try:
-            changed = await payments.handle_callback(headers, body)
+            changed = await payments.handle_callback(provider_name, headers, body)
         except CallbackRejected as exc:
             logger.warning(
                 "%s callback refused: %s (%s)", provider_name, exc.status_code, exc.reason

@@ -98,6 +98,13 @@ class InvoiceRow(SQLModel, table=True):
     received_currency: str | None = Field(default=None, max_length=16)
     expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     flagged_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Why an admin must look at it (set with flagged_at): stuck, short, voided but paid, ...
+    flag_reason: str | None = Field(default=None, max_length=300)
+    # An attempt of unknown outcome may be settled from this time on: at once after an
+    # answered failure, after a wait when the request may still be running at the provider.
+    settle_after: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The preview card the attempt was confirmed from, so a background settle can update it.
+    preview_message_id: int | None = Field(default=None, sa_type=BigInteger)
     locale: str | None = Field(default=None, max_length=8)  # the merchant's, for notifications
     error_code: str | None = Field(default=None, max_length=64)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -129,6 +136,46 @@ class ProviderEventRow(SQLModel, table=True):
     provider_status: str = Field(max_length=32)
     status: str = Field(max_length=32)
     received_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class UnmatchedReportRow(SQLModel, table=True):
+    """A verified report for an invoice the bot does not know (yet), kept for the admins.
+
+    It does not use up the report's dedupe key in `provider_event`, so once the invoice is
+    known (a create whose answer arrived late) the same report still applies.
+    """
+
+    __tablename__ = "unmatched_report"
+    __table_args__ = (Index("ux_unmatched_report_key", "provider", "dedupe_key", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    dedupe_key: str = Field(max_length=200)
+    provider_invoice_id: str | None = Field(default=None, max_length=64)
+    foreign_id: str | None = Field(default=None, max_length=64)
+    provider_status: str = Field(max_length=32)
+    status: str = Field(max_length=32)
+    amount_received: str | None = Field(default=None, max_length=64)
+    received_currency: str | None = Field(default=None, max_length=16)
+    test_mode: bool = False
+    provider_checked_amount: bool = False
+    detail: str | None = Field(default=None, max_length=500)
+    matched_invoice_id: int | None = Field(default=None, foreign_key="invoice.id")
+    received_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AdminAlertRow(SQLModel, table=True):
+    """An outbox of alerts for the admins: written with the fact, sent once by the notifier."""
+
+    __tablename__ = "admin_alert"
+    __table_args__ = (Index("ux_admin_alert_kind_ref", "kind", "ref", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    ref: str = Field(max_length=200)
+    params: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ConversationStateRow(SQLModel, table=True):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,12 +16,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import (
     LIVE_OUTCOMES,
+    AdminAlertRow,
     ConversationStateRow,
     CustomerRow,
     DraftRow,
     InvoiceEventRow,
     InvoiceRow,
     ProviderEventRow,
+    UnmatchedReportRow,
 )
 from storage.types import utcnow
 
@@ -142,6 +145,25 @@ class DraftRepository:
             return bool(result.rowcount)
 
 
+def _add_alert(session: AsyncSession, kind: str, ref: str, params: dict[str, Any]) -> None:
+    """Queue an admin alert in the caller's transaction (callers add one per ref only)."""
+    session.add(AdminAlertRow(kind=kind, ref=ref[:200], params=json.dumps(params)))
+
+
+async def _flag(session: AsyncSession, invoice_id: int, reason: str) -> bool:
+    """Mark an invoice for an admin once, with the reason, and queue the alert; False if it
+    already was flagged (the first reason stays; later ones go to the history)."""
+    result = await session.exec(
+        update(InvoiceRow)
+        .where(col(InvoiceRow.id) == invoice_id, col(InvoiceRow.flagged_at).is_(None))
+        .values(flagged_at=utcnow(), flag_reason=reason[:300])
+    )
+    session.add(InvoiceEventRow(invoice_id=invoice_id, kind="flagged", detail=reason[:500]))
+    if result.rowcount:
+        _add_alert(session, "invoice", str(invoice_id), {"invoice_id": invoice_id})
+    return bool(result.rowcount)
+
+
 class InvoiceRepository:
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
@@ -166,26 +188,45 @@ class InvoiceRepository:
         *,
         event: str,
         detail: str | None = None,
+        status: str | None = None,
+        replaces: Collection[str] = (),
         **values: Any,
     ) -> InvoiceRow:
-        """Update an invoice and append the matching history entry atomically."""
+        """Update an invoice and append the matching history entry atomically.
+
+        `status` is written only over no status or one of `replaces` (the statuses it ranks
+        above): a callback that moved the invoice on while the create was answered wins.
+        """
         async with self._sessions() as session:
             row = await session.get(InvoiceRow, invoice_id)
             if row is None:
                 raise LookupError(invoice_id)
-            for key, value in values.items():
-                setattr(row, key, value)
-            row.updated_at = utcnow()
-            session.add(row)
+            values["updated_at"] = utcnow()
+            await session.exec(
+                update(InvoiceRow).where(col(InvoiceRow.id) == invoice_id).values(**values)
+            )
+            if status is not None:
+                await session.exec(
+                    update(InvoiceRow)
+                    .where(
+                        col(InvoiceRow.id) == invoice_id,
+                        or_(
+                            col(InvoiceRow.status).is_(None),
+                            col(InvoiceRow.status).in_(list(replaces)),
+                        ),
+                    )
+                    .values(status=status)
+                )
             session.add(
                 InvoiceEventRow(
                     invoice_id=invoice_id,
                     kind=event,
-                    status=values.get("status") or values.get("outcome"),
+                    status=status or values.get("outcome"),
                     detail=detail,
                 )
             )
             await session.commit()
+            await session.refresh(row)
             return row
 
     async def set_message(self, invoice_id: int, message_id: int, shown_status: str | None) -> None:
@@ -241,10 +282,56 @@ class InvoiceRepository:
             )
             return result.all()
 
-    async def unknown_attempts(self) -> Sequence[InvoiceRow]:
+    async def unknown_attempts(self, due_by: dt.datetime | None = None) -> Sequence[InvoiceRow]:
+        """Attempts of unknown outcome, oldest first; with `due_by`, only those due by then."""
         async with self._sessions() as session:
-            result = await session.exec(select(InvoiceRow).where(InvoiceRow.outcome == "unknown"))
+            query = select(InvoiceRow).where(InvoiceRow.outcome == "unknown")
+            if due_by is not None:
+                query = query.where(
+                    or_(
+                        col(InvoiceRow.settle_after).is_(None),
+                        col(InvoiceRow.settle_after) <= due_by,
+                    )
+                )
+            result = await session.exec(query.order_by(col(InvoiceRow.id)))
             return result.all()
+
+    async def claim_settle(
+        self, invoice_id: int, now: dt.datetime, lease_until: dt.datetime
+    ) -> bool:
+        """Take an unknown attempt for settling (a lease on `settle_after`); False when it is
+        not due or another settler holds it, so it is never cancelled twice."""
+        async with self._sessions() as session:
+            result = await session.exec(
+                update(InvoiceRow)
+                .where(
+                    col(InvoiceRow.id) == invoice_id,
+                    col(InvoiceRow.outcome) == "unknown",
+                    or_(
+                        col(InvoiceRow.settle_after).is_(None),
+                        col(InvoiceRow.settle_after) <= now,
+                    ),
+                )
+                .values(settle_after=lease_until)
+            )
+            await session.commit()
+            return bool(result.rowcount)
+
+    async def postpone_settle(self, invoice_id: int, until: dt.datetime) -> None:
+        async with self._sessions() as session:
+            await session.exec(
+                update(InvoiceRow)
+                .where(col(InvoiceRow.id) == invoice_id, col(InvoiceRow.outcome) == "unknown")
+                .values(settle_after=until)
+            )
+            await session.commit()
+
+    async def flag(self, invoice_id: int, reason: str) -> bool:
+        """Mark an invoice for the admins' attention once; False if it already was."""
+        async with self._sessions() as session:
+            flagged = await _flag(session, invoice_id, reason)
+            await session.commit()
+            return flagged
 
     async def stale_creating(self, before: dt.datetime) -> Sequence[InvoiceRow]:
         """Attempts a crash left in 'creating': their outcome at the provider is unknown."""
@@ -255,6 +342,54 @@ class InvoiceRepository:
                 )
             )
             return result.all()
+
+
+class AlertRepository:
+    """The admins' alert outbox: queued with the fact, sent once, never twice."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def add(self, kind: str, ref: str, params: dict[str, Any]) -> bool:
+        """Queue an alert; False when one for the same kind and ref exists already."""
+        async with self._sessions() as session:
+            _add_alert(session, kind, ref, params)
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                return False
+            return True
+
+    async def clear(self, kind: str, ref: str) -> None:
+        """Forget an alert, so the same problem is alerted again if it comes back."""
+        async with self._sessions() as session:
+            await session.exec(
+                delete(AdminAlertRow).where(
+                    col(AdminAlertRow.kind) == kind, col(AdminAlertRow.ref) == ref
+                )
+            )
+            await session.commit()
+
+    async def pending(self, limit: int = 50) -> Sequence[AdminAlertRow]:
+        async with self._sessions() as session:
+            result = await session.exec(
+                select(AdminAlertRow)
+                .where(col(AdminAlertRow.sent_at).is_(None))
+                .order_by(col(AdminAlertRow.id))
+                .limit(limit)
+            )
+            return result.all()
+
+    async def mark_sent(self, alert_id: int) -> bool:
+        async with self._sessions() as session:
+            result = await session.exec(
+                update(AdminAlertRow)
+                .where(col(AdminAlertRow.id) == alert_id, col(AdminAlertRow.sent_at).is_(None))
+                .values(sent_at=utcnow())
+            )
+            await session.commit()
+            return bool(result.rowcount)
 
 
 class ConversationStateRepository:
@@ -298,12 +433,30 @@ class StatusUpdate:
     received_currency: str | None = None
     test_mode: bool = False
     detail: str | None = None
+    provider_checked_amount: bool = False  # the provider compared what arrived itself
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a report may do to one invoice, decided by the payment rules, not by storage.
+
+    `status` may differ from the report's (a short "confirmed" is only partial); `apply`
+    False keeps the invoice as it is (a test-mode payment not counted); `flag` asks an
+    admin to look, with the reason.
+    """
+
+    status: str
+    apply: bool = True
+    flag: str | None = None
+
+
+Judge = Callable[[InvoiceRow, StatusUpdate], Verdict]
 
 
 class StatusChange:
     """What applying one provider report did; `changed` is False for duplicates and stale ones."""
 
-    __slots__ = ("changed", "duplicate", "invoice", "previous")
+    __slots__ = ("changed", "duplicate", "invoice", "previous", "unmatched")
 
     def __init__(
         self,
@@ -312,11 +465,13 @@ class StatusChange:
         previous: str | None = None,
         changed: bool = False,
         duplicate: bool = False,
+        unmatched: bool = False,
     ) -> None:
         self.invoice = invoice
         self.previous = previous
         self.changed = changed
         self.duplicate = duplicate
+        self.unmatched = unmatched
 
 
 class PaymentRepository:
@@ -326,7 +481,13 @@ class PaymentRepository:
         self._sessions = sessions
 
     async def apply(
-        self, update_: StatusUpdate, *, rank_of: Callable[[str | None], int], final_rank: int
+        self,
+        update_: StatusUpdate,
+        *,
+        rank_of: Callable[[str | None], int],
+        final_rank: int,
+        judge: Judge,
+        payment_statuses: Collection[str],
     ) -> StatusChange:
         """Record the report and move the invoice forward in one transaction.
 
@@ -334,21 +495,30 @@ class PaymentRepository:
         applied at once can never move an invoice backwards; the loser simply retries.
         """
         for _ in range(5):
-            change = await self._apply_once(update_, rank_of, final_rank)
+            change = await self._apply_once(
+                update_, rank_of, final_rank, judge, payment_statuses
+            )
             if change is not None:
                 return change
         raise RuntimeError("invoice status kept changing under a concurrent update")
 
     async def _apply_once(
-        self, u: StatusUpdate, rank_of: Callable[[str | None], int], final_rank: int
+        self,
+        u: StatusUpdate,
+        rank_of: Callable[[str | None], int],
+        final_rank: int,
+        judge: Judge,
+        payment_statuses: Collection[str],
     ) -> StatusChange | None:
         async with self._sessions() as session:
             row = await self._find(session, u.provider, u.provider_invoice_id, u.foreign_id)
+            if row is None or row.id is None:
+                return await self._store_unmatched(session, u)
             session.add(
                 ProviderEventRow(
                     provider=u.provider,
                     dedupe_key=u.dedupe_key[:200],
-                    invoice_id=row.id if row else None,
+                    invoice_id=row.id,
                     provider_status=u.provider_status[:32],
                     status=u.status,
                 )
@@ -358,20 +528,32 @@ class PaymentRepository:
             except IntegrityError:
                 await session.rollback()
                 return StatusChange(row, duplicate=True)
-            if row is None or row.id is None:
-                await session.commit()
-                return StatusChange(None)
+            verdict = judge(row, u)
             previous = row.status
             current_rank = rank_of(previous)
-            forward = rank_of(u.status) > current_rank and current_rank < final_rank
+            forward = (
+                verdict.apply
+                and rank_of(verdict.status) > current_rank
+                and current_rank < final_rank
+            )
             if forward:
-                values: dict[str, Any] = {"status": u.status, "updated_at": utcnow()}
+                values: dict[str, Any] = {"status": verdict.status, "updated_at": utcnow()}
                 if u.amount_received:
                     values |= {"amount_received": u.amount_received}
                 if u.received_currency:
                     values |= {"received_currency": u.received_currency}
                 if u.test_mode:
                     values |= {"test_mode": True}
+                # A create still in flight is recorded right after; any other attempt that
+                # was not created (unknown, voided) should not have been paid at all.
+                announce = (
+                    row.outcome not in ("created", "creating")
+                    and verdict.status in payment_statuses
+                )
+                if announce and row.notified_status is None:
+                    # A payment on an attempt the merchant never got a card for (voided or
+                    # of unknown outcome): the notifier tells them, and an admin looks.
+                    values |= {"notified_status": "created"}
                 same_status = (
                     col(InvoiceRow.status).is_(None)
                     if previous is None
@@ -385,18 +567,103 @@ class PaymentRepository:
                 if not result.rowcount:  # someone moved it first: decide again from theirs
                     await session.rollback()
                     return None
+                if announce:
+                    await _flag(
+                        session, row.id, f"payment ({verdict.status}) on a {row.outcome} attempt"
+                    )
             session.add(
                 InvoiceEventRow(
                     invoice_id=row.id,
                     kind="status" if forward else "status-ignored",
-                    status=u.status,
+                    status=verdict.status,
                     detail=(u.provider_status + (f"; {u.detail}" if u.detail else ""))[:500],
                 )
             )
+            if verdict.flag:
+                await _flag(session, row.id, verdict.flag)
             await session.commit()
-            if forward:
+            if forward or verdict.flag:
                 await session.refresh(row)
             return StatusChange(row, previous=previous, changed=forward)
+
+    @staticmethod
+    async def _store_unmatched(session: AsyncSession, u: StatusUpdate) -> StatusChange:
+        """Keep a report for an unknown invoice, alert the admins once, and leave its dedupe
+        key unused: the invoice may become known (a late create answer) and need it."""
+        session.add(
+            UnmatchedReportRow(
+                provider=u.provider,
+                dedupe_key=u.dedupe_key[:200],
+                provider_invoice_id=(u.provider_invoice_id or "")[:64] or None,
+                foreign_id=(u.foreign_id or "")[:64] or None,
+                provider_status=u.provider_status[:32],
+                status=u.status,
+                amount_received=(u.amount_received or "")[:64] or None,
+                received_currency=(u.received_currency or "")[:16] or None,
+                test_mode=u.test_mode,
+                provider_checked_amount=u.provider_checked_amount,
+                detail=(u.detail or "")[:500] or None,
+            )
+        )
+        try:
+            await session.flush()
+        except IntegrityError:
+            await session.rollback()
+            return StatusChange(None, duplicate=True, unmatched=True)
+        params = {
+            "provider": u.provider,
+            "provider_invoice_id": u.provider_invoice_id,
+            "foreign_id": u.foreign_id,
+            "status": u.status,
+            "amount": u.amount_received,
+            "currency": u.received_currency,
+        }
+        _add_alert(session, "unmatched", f"{u.provider}:{u.dedupe_key}", params)
+        await session.commit()
+        return StatusChange(None, unmatched=True)
+
+    async def unmatched_for(
+        self, provider: str, provider_invoice_id: str | None, foreign_id: str
+    ) -> Sequence[UnmatchedReportRow]:
+        """Reports kept for an invoice before it was known, oldest first."""
+        async with self._sessions() as session:
+            ids = [col(UnmatchedReportRow.foreign_id) == foreign_id]
+            if provider_invoice_id:
+                ids.append(col(UnmatchedReportRow.provider_invoice_id) == provider_invoice_id)
+            result = await session.exec(
+                select(UnmatchedReportRow)
+                .where(
+                    UnmatchedReportRow.provider == provider,
+                    col(UnmatchedReportRow.matched_invoice_id).is_(None),
+                    or_(*ids),
+                )
+                .order_by(col(UnmatchedReportRow.id))
+            )
+            return result.all()
+
+    async def mark_matched(self, report_id: int, invoice_id: int) -> None:
+        async with self._sessions() as session:
+            await session.exec(
+                update(UnmatchedReportRow)
+                .where(col(UnmatchedReportRow.id) == report_id)
+                .values(matched_invoice_id=invoice_id)
+            )
+            await session.commit()
+
+    async def unmatched(self, limit: int = 20) -> Sequence[UnmatchedReportRow]:
+        """Reports still matching no invoice, newest first (for the admins' list)."""
+        async with self._sessions() as session:
+            result = await session.exec(
+                select(UnmatchedReportRow)
+                .where(col(UnmatchedReportRow.matched_invoice_id).is_(None))
+                .order_by(col(UnmatchedReportRow.id).desc())
+                .limit(limit)
+            )
+            return result.all()
+
+    async def get_unmatched(self, report_id: int) -> UnmatchedReportRow | None:
+        async with self._sessions() as session:
+            return await session.get(UnmatchedReportRow, report_id)
 
     @staticmethod
     async def _find(
@@ -444,6 +711,7 @@ class PaymentRepository:
         """Invoices whose card or notification lags behind their status."""
         async with self._sessions() as session:
             behind_card = and_(
+                col(InvoiceRow.outcome) == "created",
                 col(InvoiceRow.message_id).is_not(None),
                 or_(
                     col(InvoiceRow.card_status).is_(None),
@@ -456,7 +724,7 @@ class PaymentRepository:
             )
             result = await session.exec(
                 select(InvoiceRow)
-                .where(InvoiceRow.outcome == "created", or_(behind_card, behind_notice))
+                .where(or_(behind_card, behind_notice))
                 .order_by(col(InvoiceRow.updated_at))
                 .limit(limit)
             )
@@ -485,15 +753,9 @@ class PaymentRepository:
     async def flag(self, invoice_id: int, detail: str) -> bool:
         """Mark an invoice for the admin's attention once; False if it already was."""
         async with self._sessions() as session:
-            result = await session.exec(
-                update(InvoiceRow)
-                .where(col(InvoiceRow.id) == invoice_id, col(InvoiceRow.flagged_at).is_(None))
-                .values(flagged_at=utcnow())
-            )
-            if result.rowcount:
-                session.add(InvoiceEventRow(invoice_id=invoice_id, kind="flagged", detail=detail))
+            flagged = await _flag(session, invoice_id, detail)
             await session.commit()
-            return bool(result.rowcount)
+            return flagged
 
     async def ping(self) -> None:
         async with self._sessions() as session:

@@ -89,6 +89,8 @@ async def cryptocloud() -> AsyncIterator[FakeCryptoCloud]:
     async with FakeCryptoCloud(
         secret_key="cc-test-secret-0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
     ) as fake:
+        # A project in production; tests about test mode switch it back on.
+        fake.test_mode = False
         yield fake
 
 

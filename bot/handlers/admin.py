@@ -76,7 +76,7 @@ async def show_invoice(update: Update, context: BotContext) -> None:
         text[:4096],
         parse_mode=ParseMode.HTML,
         reply_markup=render.invoice_card_keyboard(
-            t, invoice, can_refresh=services.payments.can_query
+            t, invoice, can_refresh=services.payments.can_query(invoice.provider)
         ),
         disable_web_page_preview=True,
     )

@@ -10,7 +10,7 @@ from telegram.ext import ApplicationHandlerStop
 
 from bot.handlers.context import BotContext, role_of, texts_for
 from bot.handlers.telegram_io import answer
-from bot.services.access import Role
+from bot.services.access import Role, commands_for
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +46,13 @@ async def start(update: Update, context: BotContext) -> None:
 
 
 async def help_command(update: Update, context: BotContext) -> None:
+    """How it works, and exactly the commands this user may use."""
     t = texts_for(update, context)
     assert update.effective_chat is not None
-    text = t("help")
-    if role_of(update, context) is Role.ADMIN:
-        text += "\n\n" + t("welcome-admin")
-    await update.effective_chat.send_message(text, parse_mode=ParseMode.HTML)
+    role = role_of(update, context) or Role.MERCHANT
+    lines = [t("help"), "", t("help-commands")]
+    lines += [f"/{name} — {t(f'command-{name}')}" for name in commands_for(role)]
+    await update.effective_chat.send_message("\n".join(lines), parse_mode=ParseMode.HTML)
 
 
 async def outside_conversation(update: Update, context: BotContext) -> None:

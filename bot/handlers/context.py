@@ -17,6 +17,7 @@ from bot.services.customers import CustomerService
 from bot.services.drafts import DraftService
 from bot.services.invoices import InvoiceService
 from bot.services.payments import PaymentService
+from storage.repositories import AlertRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class BotServices:
     currencies: CurrencyCatalog
     requirements: ProviderRequirements
     payments: PaymentService
+    alerts: AlertRepository
 
 
 class BotContext(CallbackContext[ExtBot[Any], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):

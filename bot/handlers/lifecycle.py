@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from typing import Any
 
-from telegram import Bot, ReplyParameters, Update
+from telegram import Bot, InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
-from bot.domain import PaymentStatus
+from bot.domain import Customer, PaymentStatus
 from bot.handlers import render
 from bot.handlers.context import BotContext, BotServices, role_of, texts_for
 from bot.handlers.telegram_io import answer
 from bot.i18n import Texts
 from bot.services.access import Role
+from bot.services.invoices import Settled
 from bot.services.payments import PaymentError
 from storage.models import InvoiceRow
 
@@ -81,7 +83,37 @@ class Notifier:
                 except _RETRY_LATER as exc:
                     logger.warning("invoice %s: Telegram unavailable (%s); retrying later",
                                    invoice.id, type(exc).__name__)  # fmt: skip
+            told += await self._alert_admins()
             return told
+
+    async def _alert_admins(self) -> int:
+        """Send queued admin alerts (flags, unmatched reports, refused keys), once each."""
+        services = self._services
+        t = services.catalog.texts(None)
+        targets = admin_targets(services)
+        sent = 0
+        for alert in await services.alerts.pending():
+            assert alert.id is not None
+            invoice = None
+            if alert.kind == "invoice" and alert.ref.isdigit():
+                invoice = await services.invoices.get(int(alert.ref))
+            text = render.admin_alert(t, alert, invoice)
+            try:
+                for chat_id in targets if text is not None else []:
+                    assert text is not None
+                    try:
+                        await self._bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
+                    except (BadRequest, Forbidden) as exc:  # that chat is gone: the others get it
+                        logger.warning("admin alert not delivered (%s)", type(exc).__name__)
+            except _RETRY_LATER as exc:
+                logger.warning("admin alert: Telegram unavailable (%s); retrying later",
+                               type(exc).__name__)  # fmt: skip
+                return sent
+            if not targets:
+                logger.warning("admin alert (%s) has nobody to go to: set ADMIN_IDS", alert.kind)
+            await services.alerts.mark_sent(alert.id)
+            sent += 1
+        return sent
 
     async def _tell(self, invoice: InvoiceRow) -> int:
         assert invoice.id is not None and invoice.status is not None
@@ -113,7 +145,7 @@ class Notifier:
                 message_id=invoice.message_id,
                 parse_mode=ParseMode.HTML,
                 reply_markup=render.invoice_card_keyboard(
-                    t, invoice, can_refresh=services.payments.can_query
+                    t, invoice, can_refresh=services.payments.can_query(invoice.provider)
                 ),
                 disable_web_page_preview=True,
             )
@@ -141,28 +173,147 @@ class Notifier:
 _RETRY_LATER = (NetworkError, TimedOut, RetryAfter)
 
 
-async def alert_admins(bot: Bot, services: BotServices, invoices: list[InvoiceRow]) -> None:
-    """Flagged invoices go to NOTIFY_CHAT_ID, or else to every admin."""
-    t = services.catalog.texts(None)
-    targets = (
-        [services.settings.notify_chat_id]
-        if services.settings.notify_chat_id is not None
-        else list(services.settings.admin_ids)
+def admin_targets(services: BotServices) -> list[int]:
+    """Alerts go to NOTIFY_CHAT_ID, or else to every admin."""
+    if services.settings.notify_chat_id is not None:
+        return [services.settings.notify_chat_id]
+    return list(services.settings.admin_ids)
+
+
+async def present_invoice(
+    bot: Bot,
+    services: BotServices,
+    t: Texts,
+    invoice: InvoiceRow,
+    customer: Customer | None,
+    *,
+    message_id: int | None,
+    forwardable: bool,
+) -> None:
+    """Turn the preview into the invoice card (or send one) and, for an invoice the merchant
+    has not seen yet, the message to forward: the same for a fresh and a recovered invoice."""
+    assert invoice.id is not None
+    text = render.invoice_card(t, invoice, customer)
+    markup = render.invoice_card_keyboard(
+        t, invoice, can_refresh=services.payments.can_query(invoice.provider)
     )
-    for invoice in invoices:
-        text = t(
-            "flagged-alert",
-            public_id=invoice.public_id,
-            id=invoice.id,
-            provider=invoice.provider,
-        )
-        for chat_id in targets:
+    card_id = message_id
+    if message_id is not None:
+        try:
+            await bot.edit_message_text(
+                text, chat_id=invoice.chat_id, message_id=message_id, parse_mode=ParseMode.HTML,
+                reply_markup=markup, disable_web_page_preview=True,
+            )  # fmt: skip
+        except BadRequest as exc:
+            if "not modified" not in exc.message.lower():
+                card_id = None  # the preview is gone: send the card anew
+    if card_id is None:
+        sent = await bot.send_message(
+            invoice.chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup,
+            disable_web_page_preview=True,
+        )  # fmt: skip
+        card_id = sent.message_id
+    await services.invoices.mark_card(invoice.id, card_id, invoice.status)
+    if forwardable:
+        await bot.send_message(
+            invoice.chat_id, render.forward_text(t, invoice), parse_mode=ParseMode.HTML,
+            disable_web_page_preview=True,
+        )  # fmt: skip
+        await bot.send_message(invoice.chat_id, t("forward-hint"), parse_mode=ParseMode.HTML)
+
+
+class Settler:
+    """Settles attempts whose create answer was lost, in the background, within seconds.
+
+    It sleeps until the next attempt is due (a timeout waits out the provider's own), so an
+    abandoned draft never leaves a payable invoice behind until some later sweep, and it
+    tells the merchant what became of the attempt.
+    """
+
+    def __init__(self, bot: Bot, services: BotServices) -> None:
+        self._bot = bot
+        self._services = services
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="settler")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
             try:
-                await bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
-            except TelegramError as exc:
-                logger.warning(
-                    "could not alert chat about a flagged invoice (%s)", type(exc).__name__
+                await asyncio.wait_for(self._task, timeout=10)
+            except TimeoutError:
+                logger.warning("settler did not finish its round in time")
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self.flush()
+                delay = await self._until_next()
+            except Exception:  # keep settling after a bad round
+                logger.exception("settler round failed")
+                delay = SWEEP_SECONDS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
+
+    async def _until_next(self) -> float:
+        next_at = await self._services.invoices.next_settle_at()
+        if next_at is None:
+            return SWEEP_SECONDS
+        seconds = (next_at - dt.datetime.now(dt.UTC)).total_seconds()
+        return min(SWEEP_SECONDS, max(0.05, seconds))
+
+    async def flush(self) -> int:
+        settled = await self._services.invoices.settle_due()
+        for result in settled:
+            try:
+                await self._tell(result)
+            except TelegramError as exc:  # settled all the same; the card shows it on Retry
+                logger.warning("invoice %s: settle outcome not shown (%s)",
+                               result.invoice.id, type(exc).__name__)  # fmt: skip
+        return len(settled)
+
+    async def _tell(self, result: Settled) -> None:
+        services = self._services
+        invoice = result.invoice
+        t = services.catalog.texts(invoice.locale)
+        if result.outcome == "recovered":
+            await present_invoice(
+                self._bot, services, t, invoice, result.customer,
+                message_id=invoice.preview_message_id, forwardable=True,
+            )  # fmt: skip
+            return
+        draft = result.draft
+        if draft is not None and invoice.preview_message_id is not None:
+            customer = await services.customers.get(draft.merchant_id, draft.customer_id)
+            note = t("settled-open-" + result.outcome, public_id=invoice.public_id)
+            with contextlib.suppress(BadRequest):
+                await self._bot.edit_message_text(
+                    render.preview_text(t, draft, customer, note=note),
+                    chat_id=invoice.chat_id,
+                    message_id=invoice.preview_message_id,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=(
+                        render.preview_keyboard(t, draft, retry=True)
+                        if result.outcome == "voided"
+                        else None
+                    ),
+                    disable_web_page_preview=True,
                 )
+            return
+        await self._bot.send_message(
+            invoice.chat_id, render.settled_notice(t, invoice, result.outcome),
+            parse_mode=ParseMode.HTML,
+        )  # fmt: skip
 
 
 # --- commands and buttons -------------------------------------------------------------------
@@ -193,34 +344,94 @@ async def _run_action(update: Update, context: BotContext, action: str, ref: str
         return t(exc.key, **params)
 
 
-async def _command(update: Update, context: BotContext, action: str) -> None:
+async def cancel_invoice_command(update: Update, context: BotContext) -> None:
+    """Asks to confirm cancelling an unpaid invoice: /cancel_invoice <id>."""
     t = texts_for(update, context)
     assert update.effective_chat is not None
     args = context.args or []
     if len(args) != 1:
-        await update.effective_chat.send_message(t(f"{action}-usage"), parse_mode=ParseMode.HTML)
+        await update.effective_chat.send_message(t("cancel-usage"), parse_mode=ParseMode.HTML)
         return
-    text = await _run_action(update, context, action, args[0])
-    await update.effective_chat.send_message(text, parse_mode=ParseMode.HTML)
-
-
-async def cancel_invoice_command(update: Update, context: BotContext) -> None:
-    """Cancels an unpaid invoice at the provider: /cancel_invoice <id>."""
-    await _command(update, context, "cancel")
+    invoice = await _find(update, context, args[0])
+    if invoice is None or invoice.id is None:
+        await update.effective_chat.send_message(
+            t("invoice-not-found", ref=args[0][:40]), parse_mode=ParseMode.HTML
+        )
+        return
+    if not context.services.payments.cancellable(invoice):
+        text = await _run_action(update, context, "cancel", args[0])  # says why not
+        await update.effective_chat.send_message(text, parse_mode=ParseMode.HTML)
+        return
+    await update.effective_chat.send_message(
+        t("cancel-confirm", public_id=invoice.public_id, id=invoice.id, title=invoice.title),
+        parse_mode=ParseMode.HTML,
+        reply_markup=render.cancel_confirm_keyboard(t, invoice),
+    )
 
 
 async def refresh_command(update: Update, context: BotContext) -> None:
     """Asks the provider for an invoice's status now: /refresh <id>."""
-    await _command(update, context, "refresh")
+    t = texts_for(update, context)
+    assert update.effective_chat is not None
+    args = context.args or []
+    if len(args) != 1:
+        await update.effective_chat.send_message(t("refresh-usage"), parse_mode=ParseMode.HTML)
+        return
+    text = await _run_action(update, context, "refresh", args[0])
+    await update.effective_chat.send_message(text, parse_mode=ParseMode.HTML)
 
 
 async def card_button(update: Update, context: BotContext) -> None:
-    """Cancel / Refresh pressed on an invoice card (`inv|<action>|<id>`)."""
+    """Buttons on an invoice card (`inv|<action>|<id>`): Cancel asks first, then cancels."""
     query = update.callback_query
     assert query is not None and query.data is not None
     _, action, ref = query.data.split("|", 2)
-    text = await _run_action(update, context, action, ref)
+    t = texts_for(update, context)
+    services = context.services
+    if action in ("cancel", "keep"):
+        invoice = await _find(update, context, ref)
+        if invoice is None:
+            await answer(query, t("invoice-not-found", ref=ref[:40])[:200])
+            return
+        markup: InlineKeyboardMarkup | None
+        if action == "cancel" and services.payments.cancellable(invoice):
+            await answer(query, t("cancel-ask")[:200])
+            markup = render.cancel_confirm_keyboard(t, invoice)
+        else:
+            await answer(query, None if action == "keep" else t("cancel-refused-status",
+                         status=render.status_text(t, invoice))[:200])  # fmt: skip
+            markup = render.invoice_card_keyboard(
+                t, invoice, can_refresh=services.payments.can_query(invoice.provider)
+            )
+        with contextlib.suppress(BadRequest):  # "not modified" on a repeated tap
+            await query.edit_message_reply_markup(markup)
+        return
+    text = await _run_action(update, context, "cancel" if action == "cancelok" else action, ref)
     await answer(query, text[:200])
+    if action == "cancelok":
+        invoice = await _find(update, context, ref)
+        if invoice is not None and invoice.status != PaymentStatus.CANCELLED.value:
+            # Refused: put the card's own buttons back. (A cancelled card is redrawn by the
+            # notifier, which also sends nothing more for a cancellation.)
+            with contextlib.suppress(BadRequest):
+                await query.edit_message_reply_markup(
+                    render.invoice_card_keyboard(
+                        t, invoice, can_refresh=services.payments.can_query(invoice.provider)
+                    )
+                )
+
+
+async def unmatched_command(update: Update, context: BotContext) -> None:
+    """Admins: payment reports for invoices the bot does not know, newest first."""
+    t = texts_for(update, context)
+    assert update.effective_chat is not None
+    if role_of(update, context) is not Role.ADMIN:
+        await update.effective_chat.send_message(t("admin-only"), parse_mode=ParseMode.HTML)
+        return
+    rows = await context.services.payments.unmatched()
+    await update.effective_chat.send_message(
+        render.unmatched_list(t, rows), parse_mode=ParseMode.HTML
+    )
 
 
 async def callbacks_command(update: Update, context: BotContext) -> None:
@@ -228,7 +439,7 @@ async def callbacks_command(update: Update, context: BotContext) -> None:
     t = texts_for(update, context)
     assert update.effective_chat is not None
     if role_of(update, context) is not Role.ADMIN:
-        await update.effective_chat.send_message(t("not-allowed-short"))
+        await update.effective_chat.send_message(t("admin-only"), parse_mode=ParseMode.HTML)
         return
     settings = context.services.settings
     url = settings.callback_url(settings.provider)

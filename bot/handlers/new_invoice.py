@@ -29,6 +29,7 @@ from telegram.warnings import PTBUserWarning
 from bot.domain import Draft, EmailRule, SenderType
 from bot.handlers import render
 from bot.handlers.context import BotContext, texts_for
+from bot.handlers.lifecycle import present_invoice
 from bot.handlers.telegram_io import answer, edit
 from bot.i18n import Texts
 from bot.services.inputs import (
@@ -182,23 +183,38 @@ async def start_new(update: Update, context: BotContext) -> int:
     if update.callback_query:
         await answer(update.callback_query)
     merchant_id, chat_id = _ids(update)
-    draft = await context.services.drafts.start(merchant_id, chat_id)
+    services = context.services
+    previous = await _draft(update, context)
+    draft = await services.drafts.start(merchant_id, chat_id)
     t = texts_for(update, context)
     draft.extra["locale"] = t.locale
-    await _send(update, t("new-intro"))
+    intro = t("new-intro")
+    if previous is not None and await services.invoices.abandoned(previous.id):
+        intro = t("previous-attempt-settling") + "\n\n" + intro
+    await _send(update, intro)
     return await ask(update, context, draft, AMOUNT)
 
 
+async def _closed_text(context: BotContext, t: Texts, draft_id: str | None, key: str) -> str:
+    """"Nothing was created" only when that is known: an attempt of unknown outcome is
+    settled in the background and the merchant is told then."""
+    if draft_id is not None and await context.services.invoices.abandoned(draft_id):
+        return t(f"{key}-settling")
+    return t(key)
+
+
 async def cancel(update: Update, context: BotContext) -> int:
-    """Drops the draft; nothing was sent to the provider."""
+    """Drops the draft; an attempt of unknown outcome is settled in the background."""
     merchant_id, chat_id = _ids(update)
+    draft = await _draft(update, context)
     await context.services.drafts.cancel(merchant_id, chat_id)
     t = texts_for(update, context)
+    text = await _closed_text(context, t, draft.id if draft else None, "cancelled")
     if update.callback_query:
         await answer(update.callback_query)
-        await edit(update.callback_query, t("cancelled"))
+        await edit(update.callback_query, text)
     else:
-        await _send(update, t("cancelled"))
+        await _send(update, text)
     return END
 
 
@@ -207,8 +223,10 @@ async def timed_out(update: Update, context: BotContext) -> int:
     if update.effective_user is None or update.effective_chat is None:
         return END
     merchant_id, chat_id = _ids(update)
+    draft = await _draft(update, context)
     if await context.services.drafts.cancel(merchant_id, chat_id):
-        await _send(update, texts_for(update, context)("timed-out"))
+        t = texts_for(update, context)
+        await _send(update, await _closed_text(context, t, draft.id if draft else None, "timed-out"))
     return END
 
 
@@ -476,7 +494,7 @@ async def on_preview_action(update: Update, context: BotContext) -> int | None:
     assert query is not None
     if action == "cancel":
         await context.services.drafts.cancel(draft.merchant_id, draft.chat_id)
-        await edit(query, t("cancelled"))
+        await edit(query, await _closed_text(context, t, draft.id, "cancelled"))
         return END
     if action == "edit":
         await edit(
@@ -493,6 +511,7 @@ async def on_preview_action(update: Update, context: BotContext) -> int | None:
     if target is None:
         return PREVIEW
     await edit(query, t("edit-chosen", field=t(f"button-edit-{arg}")))
+    await context.services.invoices.abandoned(draft.id)  # the earlier attempt is not this one
     draft.editing = True
     if target == CUSTOMER:
         draft.email = None
@@ -518,9 +537,10 @@ async def confirm(update: Update, context: BotContext) -> int | None:
     await answer(query)
     if not await services.invoices.already_created(draft_id):  # a repeat shows the card at once
         await edit(query, t("progress-creating"))
+    message_id = query.message.message_id if query.message is not None else None
     try:
         submission = await services.invoices.submit(
-            draft_id, update.effective_user.id, revision or None
+            draft_id, update.effective_user.id, revision or None, message_id
         )
     except SubmitError as exc:
         message = t(exc.key, **exc.params)
@@ -531,26 +551,21 @@ async def confirm(update: Update, context: BotContext) -> int | None:
         if exc.retry and draft is not None and draft.id == draft_id:
             customer = await services.customers.get(draft.merchant_id, draft.customer_id)
             note = f"⚠️ {message}"
+            flagged = exc.key == "error-submit-flagged"
             await edit(
                 query,
                 render.preview_text(t, draft, customer, note=note),
-                render.preview_keyboard(t, draft, retry=True),
+                None if flagged else render.preview_keyboard(t, draft, retry=True),
             )
-            return PREVIEW
+            return END if flagged else PREVIEW
         await edit(query, message)
         return END
     invoice = submission.invoice
     assert invoice.id is not None
-    await edit(
-        query,
-        render.invoice_card(t, invoice, submission.customer),
-        render.invoice_card_keyboard(t, invoice, can_refresh=services.payments.can_query),
-    )
-    if query.message is not None:
-        await services.invoices.mark_card(invoice.id, query.message.message_id, invoice.status)
-    if not submission.repeated and query.message is not None:
-        await _send(update, render.forward_text(t, invoice))
-        await _send(update, t("forward-hint"))
+    await present_invoice(
+        context.bot, services, t, invoice, submission.customer,
+        message_id=message_id, forwardable=not submission.repeated,
+    )  # fmt: skip
     return END
 
 

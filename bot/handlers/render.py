@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -18,17 +19,35 @@ from bot.domain import (
     SenderType,
 )
 from bot.i18n import Texts
+from bot.services.currencies import decimals_of
 from bot.services.inputs import country_name
 from bot.services.invoices import sender_of
-from bot.services.payments import CANCELLABLE
-from storage.models import InvoiceEventRow, InvoiceRow
+from bot.services.payments import PaymentService
+from storage.models import AdminAlertRow, InvoiceEventRow, InvoiceRow, UnmatchedReportRow
 
 
-def amount_text(amount: Decimal) -> str:
-    """Exact, with thin grouping, no float: 1234.5 → `1 234.5`."""
-    whole, _, fraction = format(amount, "f").partition(".")
+def amount_text(amount: Decimal | str, currency: str | None = None) -> str:
+    """Exact, grouped, never an exponent, with the currency's own decimal places:
+    1234.5 EUR → `1 234.50`; a provider's `0E-8` → `0.00`; `150.00000000` USD → `150.00`.
+    Places beyond the currency's are shown, never rounded away."""
+    try:
+        value = Decimal(amount) if isinstance(amount, str) else amount
+    except InvalidOperation:
+        return str(amount)[:40]
+    if not value.is_finite():
+        return str(amount)[:40]
+    exponent = value.normalize().as_tuple().exponent
+    needed = max(0, -exponent) if isinstance(exponent, int) else 0
+    places = decimals_of(currency)
+    shown = needed if places is None else max(places, needed)
+    try:
+        text = format(value.quantize(Decimal(1).scaleb(-shown)), "f")
+    except InvalidOperation:  # more digits than a Decimal context holds: show it as it is
+        text = format(value, "f")
+    sign, text = ("-", text[1:]) if text.startswith("-") else ("", text)
+    whole, _, fraction = text.partition(".")
     grouped = f"{int(whole):,}".replace(",", "\u202f")
-    return f"{grouped}.{fraction}" if fraction else grouped
+    return sign + (f"{grouped}.{fraction}" if fraction else grouped)
 
 
 def sender_text(t: Texts, sender: Sender) -> str:
@@ -97,7 +116,11 @@ def preview_text(t: Texts, draft: Draft, customer: Customer | None, note: str | 
     lines = [
         t("preview-title"),
         "",
-        t("field-amount", amount=amount_text(draft.amount), currency=draft.currency),
+        t(
+            "field-amount",
+            amount=amount_text(draft.amount, draft.currency),
+            currency=draft.currency,
+        ),
         t("field-title", title=draft.title),
     ]
     sender = customer.sender if customer is not None else sender_of(draft)
@@ -152,7 +175,11 @@ def invoice_card(t: Texts, invoice: InvoiceRow, customer: Customer | None) -> st
     lines = [
         t("card-title", public_id=invoice.public_id, id=invoice.id),
         "",
-        t("field-amount", amount=amount_text(invoice.amount), currency=invoice.currency),
+        t(
+            "field-amount",
+            amount=amount_text(invoice.amount, invoice.currency),
+            currency=invoice.currency,
+        ),
         t("field-title", title=invoice.title),
     ]
     if customer is not None:
@@ -162,16 +189,17 @@ def invoice_card(t: Texts, invoice: InvoiceRow, customer: Customer | None) -> st
     if invoice.test_mode:
         lines.append(t("test-mode-warning"))
     if invoice.amount_received:
-        lines.append(
-            t(
-                "field-received",
-                amount=invoice.amount_received,
-                currency=invoice.received_currency or "",
-            )
-        )
+        lines.append(t("field-received", received=received_text(invoice)))
     if invoice.pay_url and not _is_final(invoice):
         lines.append(t("field-pay-link", url=invoice.pay_url))
     return "\n".join(lines)
+
+
+def received_text(invoice: InvoiceRow) -> str:
+    if not invoice.amount_received:
+        return "?"
+    currency = invoice.received_currency or ""
+    return f"{amount_text(invoice.amount_received, currency or None)} {currency}".strip()
 
 
 def _is_final(invoice: InvoiceRow) -> bool:
@@ -189,7 +217,7 @@ def invoice_card_keyboard(
         return None
     rows = [[InlineKeyboardButton(t("button-open-link"), url=invoice.pay_url)]]
     actions = []
-    if invoice.status in CANCELLABLE:
+    if PaymentService.cancellable(invoice):
         actions.append(button(t("button-cancel-invoice"), f"inv|cancel|{invoice.id}"))
     if can_refresh:
         actions.append(button(t("button-refresh"), f"inv|refresh|{invoice.id}"))
@@ -198,27 +226,122 @@ def invoice_card_keyboard(
     return InlineKeyboardMarkup(rows)
 
 
+def cancel_confirm_keyboard(t: Texts, invoice: InvoiceRow) -> InlineKeyboardMarkup:
+    """Cancelling makes the pay link dead for good: one more tap to be sure."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                button(t("button-cancel-yes"), f"inv|cancelok|{invoice.id}"),
+                button(t("button-cancel-keep"), f"inv|keep|{invoice.id}"),
+            ]
+        ]
+    )
+
+
 def notification(t: Texts, invoice: InvoiceRow) -> str:
     text = t(
         f"notify-{invoice.status}",
         public_id=invoice.public_id,
         id=invoice.id,
         title=invoice.title,
-        amount=amount_text(invoice.amount),
+        amount=amount_text(invoice.amount, invoice.currency),
         currency=invoice.currency,
-        received=f"{invoice.amount_received or '?'} {invoice.received_currency or ''}".strip(),
+        received=received_text(invoice),
     )
+    if invoice.outcome != "created":
+        text += "\n" + t("notify-unconfirmed-attempt", outcome=status_of_outcome(t, invoice))
+    if invoice.flag_reason:
+        text += "\n" + t("notify-flagged")
     return f"{text}\n{t('test-mode-warning')}" if invoice.test_mode else text
+
+
+def status_of_outcome(t: Texts, invoice: InvoiceRow) -> str:
+    key = f"status-{invoice.outcome}"
+    return t(key) if key in t.catalog.keys("en") else invoice.outcome
 
 
 def forward_text(t: Texts, invoice: InvoiceRow) -> str:
     return t(
         "forward-message",
         title=invoice.title,
-        amount=amount_text(invoice.amount),
+        amount=amount_text(invoice.amount, invoice.currency),
         currency=invoice.currency,
         url=invoice.pay_url or "",
     )
+
+
+def settled_notice(t: Texts, invoice: InvoiceRow, outcome: str) -> str:
+    """An attempt whose draft was left is settled: what became of it."""
+    return t(
+        f"settled-{outcome}",
+        title=invoice.title,
+        amount=amount_text(invoice.amount, invoice.currency),
+        currency=invoice.currency,
+        public_id=invoice.public_id,
+    )
+
+
+def admin_alert(
+    t: Texts, alert: AdminAlertRow, invoice: InvoiceRow | None
+) -> str | None:
+    """The text of one queued admin alert, or None when there is nothing left to say."""
+    params = json.loads(alert.params or "{}")
+    if alert.kind == "invoice":
+        if invoice is None:
+            return None
+        return t(
+            "alert-invoice-flagged",
+            id=invoice.id,
+            public_id=invoice.public_id,
+            provider=invoice.provider,
+            merchant=invoice.merchant_id,
+            amount=amount_text(invoice.amount, invoice.currency),
+            currency=invoice.currency,
+            reason=invoice.flag_reason or "",
+        )
+    if alert.kind == "unmatched":
+        return t(
+            "alert-unmatched",
+            provider=params.get("provider") or "",
+            provider_id=params.get("provider_invoice_id") or "—",
+            foreign_id=params.get("foreign_id") or "—",
+            status=params.get("status") or "",
+            received=(
+                f"{amount_text(params['amount'], params.get('currency'))} "
+                f"{params.get('currency') or ''}".strip()
+                if params.get("amount")
+                else "—"
+            ),
+        )
+    if alert.kind == "provider-auth":
+        return t("alert-provider-auth", provider=params.get("provider") or alert.ref)
+    return None
+
+
+def unmatched_list(t: Texts, rows: Sequence[UnmatchedReportRow]) -> str:
+    if not rows:
+        return t("unmatched-empty")
+    lines = [t("unmatched-header"), ""]
+    for row in rows:
+        received = (
+            f"{amount_text(row.amount_received, row.received_currency)} "
+            f"{row.received_currency or ''}".strip()
+            if row.amount_received
+            else "—"
+        )
+        lines.append(
+            t(
+                "unmatched-line",
+                id=row.id,
+                time=row.received_at.strftime("%Y-%m-%d %H:%M UTC"),
+                provider=row.provider,
+                provider_id=row.provider_invoice_id or "—",
+                foreign_id=row.foreign_id or "—",
+                status=row.status,
+                received=received,
+            )
+        )
+    return "\n".join(lines)
 
 
 def invoice_line(t: Texts, invoice: InvoiceRow) -> str:
@@ -227,7 +350,7 @@ def invoice_line(t: Texts, invoice: InvoiceRow) -> str:
         id=invoice.id,
         time=invoice.created_at.strftime("%Y-%m-%d %H:%M"),
         merchant=invoice.merchant_id,
-        amount=amount_text(invoice.amount),
+        amount=amount_text(invoice.amount, invoice.currency),
         currency=invoice.currency,
         title=invoice.title,
         status=status_text(t, invoice),
@@ -269,6 +392,8 @@ def invoice_details(
         lines.append(t("details-reference", reference=customer.reference))
     if invoice.error_code:
         lines.append(t("details-error", code=invoice.error_code))
+    if invoice.flag_reason:
+        lines.append(t("details-flagged", reason=invoice.flag_reason))
     lines += ["", t("details-history")]
     for event in events[-30:]:  # the newest, so the message stays under Telegram's limit
         lines.append(

@@ -26,6 +26,10 @@ class ProviderError(Exception):
 
     code: ClassVar[str] = "error"
     definite: ClassVar[bool] = True
+    # True when the provider answered (5xx, 429, an unreadable body): whatever it did is done,
+    # so an indefinite outcome can be settled at once. False for a timeout or a dropped
+    # connection, where the request may still be running at the provider.
+    answered: ClassVar[bool] = True
 
     def __init__(self, message: str, *, http_status: int | None = None) -> None:
         super().__init__(message)
@@ -62,11 +66,32 @@ class ProviderUnavailable(ProviderError):
 class ProviderTimeout(ProviderError):
     code = "timeout"
     definite = False
+    answered = False
+
+
+class ProviderConnectionLost(ProviderError):
+    """The connection broke after the request left: the provider may still be acting on it."""
+
+    code = "interrupted"
+    definite = False
+    answered = False
+
+
+class ProviderNotConfigured(ProviderError):
+    """The invoice was made with a provider whose keys are no longer configured."""
+
+    code = "not_configured"
 
 
 class ProviderBadResponse(ProviderError):
     code = "bad_response"
     definite = False
+
+
+class ProviderStateRefused(ProviderError):
+    """The provider refused to change an invoice in its current state (it may be paid)."""
+
+    code = "state"
 
 
 class CallbackRejected(Exception):

@@ -230,7 +230,9 @@ class CryptoCloudProvider(PaymentProvider):
         code = (
             currency.get("fullcode") or currency.get("code") if isinstance(currency, dict) else None
         )
-        received_text = str(received) if isinstance(received, Decimal | int) else None
+        received_text = (
+            format(Decimal(received), "f") if isinstance(received, Decimal | int) else None
+        )
         return StatusReport(
             provider_invoice_id=uuid,
             foreign_id=str(invoice["order_id"]) if invoice.get("order_id") else None,
@@ -242,6 +244,8 @@ class CryptoCloudProvider(PaymentProvider):
             # New projects start in test mode, where "paid" is a dashboard click, not money.
             test_mode=invoice.get("test_mode") is True,
             detail="test mode" if invoice.get("test_mode") is True else None,
+            # paid / overpaid are CryptoCloud's own comparison of the fiat value received.
+            provider_checked_amount=True,
         )
 
     async def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[StatusReport]:
@@ -262,8 +266,16 @@ class CryptoCloudProvider(PaymentProvider):
             )
         except jwt.PyJWTError as exc:
             raise CallbackRejected(401, f"token rejected: {type(exc).__name__}") from None
-        claimed = claims.get("id") or claims.get("uuid")
-        if not isinstance(claimed, str | int) or _bare(str(claimed)) != _bare(invoice_id):
+        # The claim's shape is UNSURE: the docs' own sample decodes to {"id": 13}, an internal
+        # number that cannot be compared with the invoice code. Signature, algorithm and
+        # expiry already prove CryptoCloud sent it, and only the re-read invoice is trusted,
+        # so only a claim that IS an invoice code must match.
+        claimed = claims.get("uuid") or claims.get("id")
+        if (
+            isinstance(claimed, str)
+            and not claimed.strip().isdigit()
+            and _bare(claimed) != _bare(invoice_id)
+        ):
             raise CallbackRejected(401, "token is for another invoice")
         # Only the token is signed: the body's status and amounts are not trusted.
         try:
@@ -276,7 +288,8 @@ class CryptoCloudProvider(PaymentProvider):
     def _postback_fields(content_type: str, body: bytes) -> dict[str, Any]:
         try:
             if "application/x-www-form-urlencoded" in content_type:
-                parsed = parse_qs(body.decode("utf-8"), strict_parsing=True)
+                # Lenient: an empty `&&` segment or a blank value is harmless noise.
+                parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True)
                 return {key: values[0] for key, values in parsed.items()}
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):

@@ -27,6 +27,7 @@ from bot.providers.base import (
     PaymentProvider,
     ProviderAuthError,
     ProviderBadResponse,
+    ProviderStateRefused,
     ProviderUnavailable,
     ProviderValidationError,
 )
@@ -101,6 +102,11 @@ class CryptoProcessingProvider(PaymentProvider):
                 fields = {str(key): str(value) for key, value in errors.items()}
             elif isinstance(body.get("error"), str):
                 fields = {"error": str(body["error"])}
+        if fields.get("code") == "invalid_invoice_state":
+            raise ProviderStateRefused(
+                "cryptoprocessing refused: invoice cannot change in its current state",
+                http_status=status,
+            )
         raise ProviderValidationError(
             f"cryptoprocessing rejected the request (HTTP {status})",
             fields=fields,
@@ -199,19 +205,18 @@ class CryptoProcessingProvider(PaymentProvider):
     async def resolve_unknown(
         self, foreign_id: str, created_at: dt.datetime
     ) -> CreatedInvoice | None:
-        # There is no read endpoint, so the only way to be sure no second payable invoice
-        # exists is to cancel by foreign_id (the service waits a while after the attempt
-        # first, so a request still in flight at the provider is not missed). What cancel
-        # answers for an unknown id is not documented (UNSURE): 404 or a "not found" error
-        # count as absent. `invalid_invoice_state` may mean paid: that stays unresolved, for
-        # a person to check, and is raised like any other refusal.
+        # There is no read endpoint, so the only way to be sure no payable invoice exists
+        # under foreign_id is to cancel it. Absent (the create never happened) is a 404 or a
+        # 4xx whose `errors` name foreign_id ("The selected foreign id is invalid."); the
+        # exact answer is UNSURE in the docs, so both are read as absent. Anything else,
+        # notably `invalid_invoice_state` (it may be paid), stays unresolved for a person.
         response = await self._post(f"/invoices/{foreign_id}/cancel/", {})
         if response.status_code in (200, 201, 404):
             return None
         try:
             self._raise_for_error(response)
         except ProviderValidationError as exc:
-            if "not found" in " ".join(exc.fields.values()).lower():
+            if "foreign_id" in exc.fields or "not found" in _joined(exc.fields):
                 return None
             raise
         return None
@@ -278,6 +283,10 @@ class CryptoProcessingProvider(PaymentProvider):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _joined(fields: Mapping[str, str]) -> str:
+    return " ".join(fields.values()).lower()
 
 
 def _status_of(raw: str, error: str) -> PaymentStatus | None:

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from bot.providers.base import ProviderBadResponse, ProviderTimeout, ProviderUnreachable
+from bot.providers.base import ProviderConnectionLost, ProviderTimeout, ProviderUnreachable
 
 logger = logging.getLogger("bot.providers")
 
@@ -31,9 +31,9 @@ async def send(
     except httpx.TimeoutException as exc:
         logger.warning("%s %s timed out: %s", provider, path, type(exc).__name__)
         raise ProviderTimeout(f"{provider} did not answer in time") from None
-    except httpx.HTTPError as exc:  # broken connection, undecodable body, …
+    except httpx.HTTPError as exc:  # the connection broke after the request left
         logger.warning("%s %s failed: %s", provider, path, type(exc).__name__)
-        raise ProviderBadResponse(f"{provider} answer could not be received") from None
+        raise ProviderConnectionLost(f"{provider} answer could not be received") from None
     elapsed_ms = (time.monotonic() - started) * 1000
     logger.info("%s %s -> %s in %.0f ms", provider, path, response.status_code, elapsed_ms)
     return response

@@ -24,3 +24,13 @@ class AccessPolicy:
         if user_id in self.merchant_ids:
             return Role.MERCHANT
         return None
+
+
+# The commands each role may use, in menu order: /help lists exactly these and the command
+# menu Telegram shows is set from them.
+MERCHANT_COMMANDS = ("new", "cancel", "invoices", "invoice", "refresh", "cancel_invoice", "help")
+ADMIN_COMMANDS = (*MERCHANT_COMMANDS, "unmatched", "callbacks")
+
+
+def commands_for(role: Role) -> tuple[str, ...]:
+    return ADMIN_COMMANDS if role is Role.ADMIN else MERCHANT_COMMANDS

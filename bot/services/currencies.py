@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import cache
+
+from babel.numbers import get_currency_precision, list_currencies
 
 from bot.domain import Currency
 from bot.providers.base import PaymentProvider, ProviderError
@@ -20,6 +23,27 @@ FALLBACK = (
     Currency("LTC", 8, "crypto"),
 )
 _RETRY_AFTER_FAILURE = 60.0
+
+# Decimal places of the currencies the providers told us about (a process-wide fact, not
+# per-request state): cards and notices show every amount with its currency's own places.
+_PROVIDER_DECIMALS: dict[str, int] = {currency.code: currency.decimals for currency in FALLBACK}
+
+
+@cache
+def _iso_currencies() -> frozenset[str]:
+    return frozenset(list_currencies())
+
+
+def decimals_of(code: str | None) -> int | None:
+    """The currency's decimal places: the provider's word, else ISO 4217 (via Babel)."""
+    if not code:
+        return None
+    code = code.upper()
+    if code in _PROVIDER_DECIMALS:
+        return _PROVIDER_DECIMALS[code]
+    if code in _iso_currencies():
+        return int(get_currency_precision(code))
+    return None
 
 
 class CurrencyCatalog:
@@ -38,6 +62,7 @@ class CurrencyCatalog:
             try:
                 fetched = await self._provider.currencies()
                 self._cache = {currency.code: currency for currency in fetched}
+                _PROVIDER_DECIMALS.update({c.code: c.decimals for c in fetched})
                 self._expires = time.monotonic() + self._ttl
             except ProviderError as exc:
                 logger.warning(

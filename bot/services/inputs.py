@@ -32,7 +32,9 @@ def parse_amount(text: str, *, max_amount: Decimal) -> Decimal:
     """Read `100`, `100.5`, `1 234,56`, `1,234.56`; refuse what could be read two ways."""
     raw = text.strip()
     for symbol in ("$", "€", "£", "¥", "₽"):
-        raw = raw.replace(symbol, "").strip()
+        # Before or after the number only: inside it ("12$50" is 12.50 in Cape Verde) it is
+        # not a symbol to drop.
+        raw = raw.removeprefix(symbol).removesuffix(symbol).strip()
     if _HAS_SPACE_GROUP.search(raw) and not _SPACE_GROUPED.match(raw):
         raise InputError("error-amount-format")
     raw = _SPACES.sub("", raw)
@@ -84,9 +86,17 @@ def _grouped(number: str, sep: str) -> bool:
 
 
 def decimals_of(amount: Decimal) -> int:
-    exponent = amount.normalize().as_tuple().exponent
-    assert isinstance(exponent, int)
-    return max(0, -exponent)
+    """Places after the point, trailing zeros aside: 12.30 → 1. Exact at any size.
+
+    (`normalize()` would round to the context's 28 digits and overflow on huge exponents.)
+    """
+    _, digits, exponent = amount.as_tuple()
+    if not isinstance(exponent, int):  # NaN or Infinity
+        raise InputError("error-amount-format")
+    significant = "".join(map(str, digits)).rstrip("0")
+    if not significant:
+        return 0
+    return max(0, -exponent - (len(digits) - len(significant)))
 
 
 def check_amount_precision(amount: Decimal, decimals: int, currency: str) -> Decimal:
@@ -97,10 +107,11 @@ def check_amount_precision(amount: Decimal, decimals: int, currency: str) -> Dec
 
 
 def parse_currency_code(text: str) -> str:
-    code = text.strip().upper()
-    if not re.fullmatch(r"[A-Z0-9_]{2,16}", code):
+    code = text.strip()
+    # Checked before upper-casing: "ß".upper() is "SS" and "ſ".upper() is "S".
+    if not re.fullmatch(r"[A-Za-z0-9_]{2,16}", code):
         raise InputError("error-currency-format")
-    return code
+    return code.upper()
 
 
 def clean_text(text: str) -> str:
@@ -186,6 +197,10 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 def parse_email(text: str) -> str:
     email = text.strip()
     if len(email) > 254 or not _EMAIL.match(email):
+        raise InputError("error-email-format")
+    # Control and invisible format characters (NUL, zero-width space, RTL override) are never
+    # part of an address, and would make one look like another.
+    if any(unicodedata.category(ch)[0] == "C" for ch in email):
         raise InputError("error-email-format")
     return email
 

@@ -1,7 +1,8 @@
 """The payment status lifecycle: verified reports in, forward-only status changes out.
 
 Callbacks, the reconciliation job, /refresh and cancellations all end in `apply`, so there is
-one place where a status can change, and it only ever moves forward.
+one place where a status can change, it only ever moves forward, and "paid" is said only when
+what arrived covers the invoice.
 """
 
 from __future__ import annotations
@@ -10,17 +11,36 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from bot.domain import PaymentStatus, StatusReport
-from bot.providers.base import PaymentProvider, ProviderError, ProviderValidationError
-from storage.models import InvoiceRow
-from storage.repositories import PaymentRepository, StatusChange, StatusUpdate
+from bot.providers import ProviderRegistry
+from bot.providers.base import (
+    PaymentProvider,
+    ProviderError,
+    ProviderStateRefused,
+    ProviderValidationError,
+)
+from storage.models import InvoiceRow, UnmatchedReportRow
+from storage.repositories import (
+    PaymentRepository,
+    StatusChange,
+    StatusUpdate,
+    Verdict,
+)
 from storage.types import utcnow
 
 logger = logging.getLogger(__name__)
 
 OPEN_STATUSES = tuple(s.value for s in PaymentStatus if not s.final)
 CANCELLABLE = {PaymentStatus.CREATED.value, PaymentStatus.PENDING.value}
+PAYMENT_STATUSES = frozenset(
+    s.value
+    for s in (
+        PaymentStatus.PROCESSING, PaymentStatus.PARTIAL, PaymentStatus.PAID,
+        PaymentStatus.OVERPAID,
+    )
+)  # fmt: skip
 # After its timer, a CryptoProcessing invoice should have a final callback within this grace;
 # a payment seen in the mempool extends the window to 24 hours.
 STALE_GRACE = dt.timedelta(minutes=10)
@@ -33,6 +53,12 @@ def rank_of(status: str | None) -> int:
         return PaymentStatus(status or "").rank
     except ValueError:
         return -1
+
+
+def lower_statuses(status: str) -> list[str]:
+    """The statuses `status` may replace: those of a lower rank."""
+    rank = rank_of(status)
+    return [s.value for s in PaymentStatus if s.rank < rank]
 
 
 class PaymentError(Exception):
@@ -51,34 +77,85 @@ class ReconcileResult:
     flagged: Sequence[InvoiceRow]
 
 
+def shortfall(invoice: InvoiceRow, report: StatusUpdate) -> str | None:
+    """Why what arrived does not cover the invoice, or None when it does."""
+    if report.amount_received is None or not report.received_currency:
+        return "the report says nothing about what arrived"
+    try:
+        received = Decimal(report.amount_received)
+    except InvalidOperation:
+        return f"unreadable amount received {report.amount_received[:30]!r}"
+    if report.received_currency.upper() != invoice.currency.upper():
+        return (
+            f"received {format(received, 'f')} {report.received_currency}, "
+            f"invoice is {format(invoice.amount, 'f')} {invoice.currency}"
+        )
+    if not received.is_finite() or received < invoice.amount:
+        return (
+            f"received {format(received, 'f')} of {format(invoice.amount, 'f')} "
+            f"{invoice.currency}"
+        )
+    return None
+
+
 class PaymentService:
     def __init__(
         self,
         *,
-        provider: PaymentProvider,
+        providers: ProviderRegistry,
         payments: PaymentRepository,
+        allow_test_payments: bool = False,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
-        self._provider = provider
+        self._providers = providers
         self._payments = payments
+        self._allow_test = allow_test_payments
         self.on_change = on_change  # the chat layer sets this to wake its notifier
 
-    @property
-    def can_query(self) -> bool:
-        return self._provider.supports_status_query
+    def can_query(self, provider: str) -> bool:
+        found = self._providers.get(provider)
+        return found is not None and found.supports_status_query
 
-    async def handle_callback(self, headers: Mapping[str, str], body: bytes) -> int:
+    def knows(self, provider: str) -> bool:
+        return provider in self._providers
+
+    async def handle_callback(
+        self, provider_name: str, headers: Mapping[str, str], body: bytes
+    ) -> int:
         """Verify (raises CallbackRejected), store and apply; returns how many changed."""
-        reports = await self._provider.parse_callback(headers, body)
-        changes = await self.apply(reports, source="callback")
+        provider = self._providers[provider_name]
+        reports = await provider.parse_callback(headers, body)
+        changes = await self.apply(provider.name, reports, source="callback")
         return sum(change.changed for change in changes)
 
-    async def apply(self, reports: Sequence[StatusReport], *, source: str) -> list[StatusChange]:
+    def judge(self, invoice: InvoiceRow, report: StatusUpdate) -> Verdict:
+        """Paid means paid: a test-mode payment is not money, a short one is not paid."""
+        if report.status not in PAYMENT_STATUSES:
+            return Verdict(report.status)
+        if report.test_mode and not self._allow_test:
+            return Verdict(
+                report.status,
+                apply=False,
+                flag=f"test-mode payment ({report.status}) not counted: ALLOW_TEST_PAYMENTS is off",
+            )
+        if report.status not in (PaymentStatus.PAID.value, PaymentStatus.OVERPAID.value):
+            return Verdict(report.status)
+        if report.provider_checked_amount:
+            return Verdict(report.status)
+        missing = shortfall(invoice, report)
+        if missing is None:
+            return Verdict(report.status)
+        return Verdict(PaymentStatus.PARTIAL.value, flag=f"reported {report.status} but {missing}")
+
+    async def apply(
+        self, provider_name: str, reports: Sequence[StatusReport], *, source: str
+    ) -> list[StatusChange]:
         changes = []
         for report in reports:
+            detail = f"via {source}" + (f"; {report.detail}" if report.detail else "")
             change = await self._payments.apply(
                 StatusUpdate(
-                    provider=self._provider.name,
+                    provider=provider_name,
                     dedupe_key=report.dedupe_key,
                     provider_invoice_id=report.provider_invoice_id,
                     foreign_id=report.foreign_id,
@@ -87,40 +164,86 @@ class PaymentService:
                     amount_received=report.amount_received,
                     received_currency=report.received_currency,
                     test_mode=report.test_mode,
-                    detail=f"via {source}" + (f"; {report.detail}" if report.detail else ""),
+                    detail=detail,
+                    provider_checked_amount=report.provider_checked_amount,
                 ),
                 rank_of=rank_of,
                 final_rank=PaymentStatus.PAID.rank,
+                judge=self.judge,
+                payment_statuses=PAYMENT_STATUSES,
             )
-            if change.invoice is None and not change.duplicate:
-                logger.warning("%s report for an invoice we do not know; stored", source)
+            if change.unmatched and not change.duplicate:
+                logger.warning("%s report for an invoice we do not know; kept for admins", source)
             elif change.changed and change.invoice is not None:
                 logger.info(
                     "invoice %s: %s -> %s (%s)",
-                    change.invoice.id, change.previous, report.status.value, source,
+                    change.invoice.id, change.previous, change.invoice.status, source,
                 )  # fmt: skip
             changes.append(change)
-        if any(change.changed for change in changes):
+        # Wake the notifier for status changes, flags and unmatched reports alike.
+        if any(c.changed or (c.unmatched and not c.duplicate) or c.invoice for c in changes):
             self.on_change()
         return changes
 
+    async def replay_unmatched(self, invoice: InvoiceRow) -> int:
+        """Apply reports that arrived before the invoice was known (a create answered late)."""
+        assert invoice.id is not None
+        reports = await self._payments.unmatched_for(
+            invoice.provider, invoice.provider_invoice_id, invoice.public_id
+        )
+        changed = 0
+        for stored in reports:
+            assert stored.id is not None
+            change = await self._payments.apply(
+                _update_of(stored),
+                rank_of=rank_of,
+                final_rank=PaymentStatus.PAID.rank,
+                judge=self.judge,
+                payment_statuses=PAYMENT_STATUSES,
+            )
+            await self._payments.mark_matched(stored.id, invoice.id)
+            changed += change.changed
+        if reports:
+            logger.info("invoice %s: %d earlier report(s) applied", invoice.id, len(reports))
+            self.on_change()
+        return changed
+
+    async def unmatched(self, limit: int = 20) -> Sequence[UnmatchedReportRow]:
+        return await self._payments.unmatched(limit)
+
+    async def get_unmatched(self, report_id: int) -> UnmatchedReportRow | None:
+        return await self._payments.get_unmatched(report_id)
+
     async def reconcile(self) -> ReconcileResult:
         """Catch up on missed callbacks where the provider can be asked; flag the rest."""
-        open_invoices = await self._payments.open_invoices(self._provider.name, OPEN_STATUSES)
+        checked = changed = 0
+        flagged: list[InvoiceRow] = []
+        for name, provider in self._providers.items():
+            result = await self._reconcile_one(name, provider)
+            checked += result.checked
+            changed += result.changed
+            flagged += result.flagged
+        return ReconcileResult(checked, changed, flagged)
+
+    async def _reconcile_one(self, name: str, provider: PaymentProvider) -> ReconcileResult:
+        open_invoices = await self._payments.open_invoices(name, OPEN_STATUSES)
         if not open_invoices:
             return ReconcileResult(0, 0, [])
-        if not self._provider.supports_status_query:
-            return ReconcileResult(len(open_invoices), 0, await self._flag_stale(open_invoices))
+        if not provider.supports_status_query:
+            flagged = await self._flag_stale(open_invoices)
+            if flagged:
+                self.on_change()
+            return ReconcileResult(len(open_invoices), 0, flagged)
         ids = [row.provider_invoice_id for row in open_invoices if row.provider_invoice_id]
         changed = 0
         for start in range(0, len(ids), STATUS_BATCH):
             batch = ids[start : start + STATUS_BATCH]
             try:
-                reports = await self._provider.fetch_statuses(batch)
+                reports = await provider.fetch_statuses(batch)
             except ProviderError as exc:  # one bad batch must not hide the others' news
                 logger.warning("reconciliation: a batch of %d failed (%s)", len(batch), exc.code)
                 continue
-            changes = await self.apply(reports, source="reconciliation")
+            changes = await self.apply(name, reports, source="reconciliation")
             changed += sum(change.changed for change in changes)
         return ReconcileResult(len(ids), changed, [])
 
@@ -148,30 +271,45 @@ class PaymentService:
 
     async def refresh(self, invoice: InvoiceRow) -> bool:
         """Ask the provider now; True if the status changed."""
-        if not self._provider.supports_status_query:
-            raise PaymentError("refresh-unsupported", provider=self._provider.name)
+        provider = self._providers.get(invoice.provider)
+        if provider is None or not provider.supports_status_query:
+            raise PaymentError("refresh-unsupported", provider=invoice.provider)
         if not invoice.provider_invoice_id:
             raise PaymentError("refresh-not-created")
         try:
-            reports = await self._provider.fetch_statuses([invoice.provider_invoice_id])
+            reports = await provider.fetch_statuses([invoice.provider_invoice_id])
         except ProviderError as exc:
             raise PaymentError(f"error-provider-{exc.code}", details="") from None
-        changes = await self.apply(reports, source="refresh")
+        changes = await self.apply(invoice.provider, reports, source="refresh")
         return any(change.changed for change in changes)
+
+    @staticmethod
+    def cancellable(invoice: InvoiceRow) -> bool:
+        """Only while nothing at all has been seen paid."""
+        return (
+            invoice.outcome == "created"
+            and invoice.provider_invoice_id is not None
+            and invoice.status in CANCELLABLE
+            and not invoice.amount_received
+        )
 
     async def cancel(self, invoice: InvoiceRow) -> None:
         """Cancel at the provider while nothing was paid; the status follows as 'cancelled'."""
         if invoice.outcome != "created" or not invoice.provider_invoice_id:
             raise PaymentError("cancel-not-created")
-        if invoice.status not in CANCELLABLE:
+        if not self.cancellable(invoice):
             raise PaymentError("cancel-refused-status", status=invoice.status or "")
+        provider = self._providers.get(invoice.provider)
+        if provider is None:
+            raise PaymentError("error-provider-not_configured", details="")
         try:
-            await self._provider.cancel(invoice.provider_invoice_id, invoice.public_id)
-        except ProviderValidationError:
+            await provider.cancel(invoice.provider_invoice_id, invoice.public_id)
+        except (ProviderValidationError, ProviderStateRefused):
             raise PaymentError("cancel-refused-provider") from None
         except ProviderError as exc:
             raise PaymentError(f"error-provider-{exc.code}", details="") from None
         await self.apply(
+            invoice.provider,
             [
                 StatusReport(
                     provider_invoice_id=invoice.provider_invoice_id,
@@ -201,3 +339,19 @@ class PaymentService:
             logger.exception("health check: database unreachable")
             return False
         return True
+
+
+def _update_of(stored: UnmatchedReportRow) -> StatusUpdate:
+    return StatusUpdate(
+        provider=stored.provider,
+        dedupe_key=stored.dedupe_key,
+        provider_invoice_id=stored.provider_invoice_id,
+        foreign_id=stored.foreign_id,
+        provider_status=stored.provider_status,
+        status=stored.status,
+        amount_received=stored.amount_received,
+        received_currency=stored.received_currency,
+        test_mode=stored.test_mode,
+        detail=stored.detail,
+        provider_checked_amount=stored.provider_checked_amount,
+    )

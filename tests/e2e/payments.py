@@ -25,9 +25,16 @@ def bot_url(runtime: BotRuntime) -> str:
 
 
 def cp_callback(
-    invoice: dict[str, Any], status: str, *, error: str = "", tx_ids: tuple[int, ...] = ()
+    invoice: dict[str, Any],
+    status: str,
+    *,
+    error: str = "",
+    tx_ids: tuple[int, ...] = (),
+    received: tuple[str, str] | None = None,
 ) -> bytes:
-    """An invoice callback in the current documented shape (flat, type "invoice")."""
+    """An invoice callback in the current documented shape (flat, type "invoice");
+    `received` is (amount, currency) when it differs from the invoice's."""
+    amount, currency = received or (invoice["amount"], invoice["currency"])
     body = {
         "id": invoice["id"],
         "foreign_id": invoice["foreign_id"],
@@ -35,7 +42,7 @@ def cp_callback(
         "type": "invoice",
         "crypto_address": {"id": 1, "currency": "BTC", "address": "tb1qexample", "tag": None},
         "currency_sent": {"currency": "BTC", "amount": "0.00150000", "remaining_amount": "0"},
-        "currency_received": {"currency": invoice["currency"], "amount": invoice["amount"]},
+        "currency_received": {"currency": currency, "amount": amount},
         "transactions": [_transaction(tx) for tx in tx_ids],
         "fees": [],
         "error": error,
@@ -149,7 +156,8 @@ async def send_cp(
     *,
     error: str = "",
     tx_ids: tuple[int, ...] = (),
+    received: tuple[str, str] | None = None,
 ) -> httpx.Response:
     """A correctly signed CryptoProcessing invoice callback, as the provider sends it."""
-    body = cp_callback(invoice, status, error=error, tx_ids=tx_ids)
+    body = cp_callback(invoice, status, error=error, tx_ids=tx_ids, received=received)
     return await post_cp(bot, body, key=fake.api_key, signature=fake.sign(body))

@@ -83,7 +83,7 @@ async def test_cryptocloud_invoice_uses_token_auth_and_needs_no_sender_data(
     assert "USD" in [b.text for b in question.buttons()]
     await merchant.click(question, "USD")
     preview = await merchant.reply("Lamp")
-    assert "Check the invoice" in preview.text and "1\u202f234.5 USD" in preview.text
+    assert "Check the invoice" in preview.text and "1\u202f234.50 USD" in preview.text
 
     card = await confirm(telegram, merchant, preview)
 

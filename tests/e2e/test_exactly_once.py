@@ -147,7 +147,7 @@ async def test_an_attempt_cut_off_by_a_crash_is_settled_before_any_retry(
     customer = await first.services.customers.find_or_create(
         MERCHANT_ID, NaturalPerson("Ada", "Lovelace", dt.date(1990, 12, 10)), "payer@example.org"
     )
-    await first.provider.create_invoice(
+    await first.providers.active.create_invoice(
         InvoiceRequest(attempt.public_id, draft.amount, draft.currency, draft.title, customer)
     )
     await first.stop()

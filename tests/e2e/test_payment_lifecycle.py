@@ -57,7 +57,7 @@ async def test_cryptoprocessing_paid_invoice_moves_forward_and_is_told_once(
     await bot.notifier.flush()
 
     final = current(telegram, card)
-    assert "Status: paid" in final.text and "Received: 100.00000000 EUR" in final.text
+    assert "Status: paid" in final.text and "Received: 100.00 EUR" in final.text
     assert not final.buttons()  # no pay link or cancel once paid
     assert len(notifications(telegram, merchant, "✅ Paid")) == 1
     assert len(notifications(telegram, admin, "✅ Paid")) == 1  # NOTIFY_CHAT_ID gets it too
@@ -239,7 +239,13 @@ async def test_cancel_button_and_command_follow_the_rules(
     merchant = telegram.user(MERCHANT_ID)
     card, invoice = await cc_invoice_card(telegram, merchant, cryptocloud, "To cancel")
 
-    await merchant.press(card.button("Cancel invoice"), card)
+    asked = await merchant.click(card, "Cancel invoice")  # asks first: the link dies for good
+    assert [b.text for b in asked.buttons()] == ["✖️ Yes, cancel it", "↩️ Keep it"]
+    kept = await merchant.click(asked, "Keep it")
+    assert kept.button("Cancel invoice")  # nothing happened, the card is as it was
+    assert cryptocloud.invoices[invoice["uuid"]]["status"] == "created"
+    asked = await merchant.click(kept, "Cancel invoice")
+    await merchant.press(asked.button("Yes, cancel it"), asked)
     await telegram.wait_for(lambda: "Status: cancelled" in current(telegram, card).text or None)
     assert cryptocloud.invoices[invoice["uuid"]]["status"] == "canceled"
     assert not current(telegram, card).buttons()
@@ -247,8 +253,12 @@ async def test_cancel_button_and_command_follow_the_rules(
 
     card2, paid = await cc_invoice_card(telegram, merchant, cryptocloud, "Already paid")
     cryptocloud.set_status(paid["uuid"], "partial")
-    refused = await merchant.reply(f"/cancel_invoice {paid['order_id']}")
-    assert "refused to cancel" in refused.text
+    question = await merchant.reply(f"/cancel_invoice {paid['order_id']}")
+    assert "Cancel invoice #2" in question.text
+    answered = len(merchant.answers())
+    await merchant.press(question.button("Yes, cancel it"), question)
+    await telegram.wait_for(lambda: len(merchant.answers()) > answered or None)
+    assert "refused to cancel" in (merchant.answers()[-1].get("text") or "")
     assert cryptocloud.invoices[paid["uuid"]]["status"] == "partial"
     await merchant.send(f"/refresh {paid['order_id']}")
     await telegram.wait_for(
@@ -278,7 +288,7 @@ async def test_cryptoprocessing_cannot_be_refreshed_but_stale_timers_are_flagged
     await age_invoice(bot, invoice["foreign_id"], minutes=60)
 
     def alerts() -> list[BotMessage]:
-        return [m for m in telegram.chat_messages(admin.chat_id) if "payment window" in m.text]
+        return [m for m in telegram.chat_messages(admin.chat_id) if "timer passed" in m.text]
 
     await telegram.wait_for(lambda: alerts() or None)
     await asyncio.sleep(1.0)  # several more reconciliation rounds

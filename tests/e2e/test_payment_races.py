@@ -37,13 +37,17 @@ async def test_reports_applied_at_once_never_move_an_invoice_backwards(
 
     def report(status: PaymentStatus, n: int) -> StatusReport:
         return StatusReport(str(invoice["id"]), invoice["foreign_id"], status, status.value,
-                            dedupe_key=f"race:{status}:{n}")  # fmt: skip
+                            dedupe_key=f"race:{status}:{n}", amount_received=invoice["amount"],
+                            received_currency=invoice["currency"])  # fmt: skip
 
+    payments = bot.services.payments
     for round_ in range(10):
         await asyncio.gather(
-            bot.services.payments.apply([report(PaymentStatus.PROCESSING, round_)], source="t"),
-            bot.services.payments.apply([report(PaymentStatus.PAID, round_)], source="t"),
-            bot.services.payments.apply([report(PaymentStatus.PENDING, round_)], source="t"),
+            payments.apply(
+                "cryptoprocessing", [report(PaymentStatus.PROCESSING, round_)], source="t"
+            ),
+            payments.apply("cryptoprocessing", [report(PaymentStatus.PAID, round_)], source="t"),
+            payments.apply("cryptoprocessing", [report(PaymentStatus.PENDING, round_)], source="t"),
         )
         found = await bot.services.invoices.find(invoice["foreign_id"], merchant_id=None)
         assert found is not None and found.status == "paid", (
@@ -85,10 +89,11 @@ async def test_an_unreachable_notify_chat_does_not_repeat_the_merchant_s_message
     assert len(paid_messages(telegram, merchant)) == 1
 
 
-async def test_cryptocloud_test_mode_is_said_out_loud(
+async def test_cryptocloud_test_mode_allowed_by_the_operator_is_said_out_loud(
     telegram: FakeTelegram, cryptocloud: FakeCryptoCloud, start_bot: BotStarter
 ) -> None:
-    bot = await start_bot(cryptocloud)
+    cryptocloud.test_mode = True  # a new project, and the operator allows test payments
+    bot = await start_bot(cryptocloud, allow_test_payments=True)
     merchant = telegram.user(MERCHANT_ID)
     card, invoice = await cc_invoice_card(telegram, merchant, cryptocloud)
     cryptocloud.set_status(invoice["uuid"], "paid")

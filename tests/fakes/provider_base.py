@@ -157,11 +157,19 @@ class FakeProvider(abc.ABC):
         body: dict[str, Any] | str,
         times: int = 1,
         headers: dict[str, str] | None = None,
+        create_anyway: bool = False,
     ) -> None:
-        """Answer the next create request(s) with this instead of processing them."""
+        """Answer the next create request(s) with this instead of the real answer.
+
+        ``create_anyway=True``: the request is processed first (the invoice exists), then
+        the failure is answered: a 500 whose invoice was made all the same.
+        """
         self._faults.append(
-            _Fault("fail", _positive(times), status=status, body=body, headers=headers)
-        )
+            _Fault(
+                "fail", _positive(times), status=status, body=body, headers=headers,
+                create_anyway=create_anyway,
+            )
+        )  # fmt: skip
 
     def delay_next(self, seconds: float, times: int = 1, create_anyway: bool = True) -> None:
         """Hold the answer to the next create request(s) for ``seconds``.
@@ -220,6 +228,8 @@ class FakeProvider(abc.ABC):
         if fault.remaining <= 0:
             self._faults.popleft()
         if fault.kind == "fail":
+            if fault.create_anyway:
+                await process()
             if isinstance(fault.body, str):
                 return Response(
                     fault.body, fault.status, headers=fault.headers, media_type="text/html"
