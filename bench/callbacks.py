@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from bot.app import HttpServer
+from bot.providers import ProviderRegistry
 from bot.providers.cryptoprocessing import CryptoProcessingProvider, sign
 from bot.services.payments import PaymentService
 from bot.web import build_web_app
@@ -53,10 +54,9 @@ async def run(workdir: Path) -> None:
         httpx.AsyncClient(), api_key=KEY, secret_key=SECRET,
         url_success="https://x.example", url_failed="https://x.example", timer=False,
     )  # fmt: skip
-    payments = PaymentService(provider=provider, payments=PaymentRepository(sessions))
-    app = build_web_app(
-        provider_name="cryptoprocessing", payments=payments, max_body=65536, is_ready=lambda: True
-    )
+    providers = ProviderRegistry({provider.name: provider}, provider.name)
+    payments = PaymentService(providers=providers, payments=PaymentRepository(sessions))
+    app = build_web_app(payments=payments, max_body=65536, is_ready=lambda: True)
     server = HttpServer(app, "127.0.0.1", 0)  # the bot's own server wrapper
     await server.start()
     latencies: list[float] = []

@@ -18,15 +18,22 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.domain import SenderType
-from bot.providers import build_provider
+from bot.providers import build_providers
 from bot.providers.cryptoprocessing import sign
 from bot.providers.wire import dump_json
 from bot.services.customers import CustomerService
 from bot.services.drafts import DraftService
 from bot.services.inputs import parse_amount
 from bot.services.invoices import InvoiceService
+from bot.services.payments import PaymentService
 from storage.engine import create_engine, create_session_factory, migrate
-from storage.repositories import CustomerRepository, DraftRepository, InvoiceRepository
+from storage.repositories import (
+    AlertRepository,
+    CustomerRepository,
+    DraftRepository,
+    InvoiceRepository,
+    PaymentRepository,
+)
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
 
 INVOICES = 300
@@ -59,13 +66,14 @@ async def end_to_end(workdir: Path) -> None:
         engine = create_engine(settings.database_url)
         await migrate(engine)
         sessions = create_session_factory(engine)
-        provider = build_provider(settings)
+        providers = build_providers(settings)
         drafts_repo = DraftRepository(sessions)
         drafts = DraftService(drafts_repo)
         customers = CustomerService(CustomerRepository(sessions))
+        payments = PaymentService(providers=providers, payments=PaymentRepository(sessions))
         invoices = InvoiceService(
-            provider=provider, invoices=InvoiceRepository(sessions), drafts=drafts_repo,
-            customers=customers,
+            providers=providers, invoices=InvoiceRepository(sessions), drafts=drafts_repo,
+            customers=customers, payments=payments, alerts=AlertRepository(sessions),
         )  # fmt: skip
         latencies: list[float] = []
         semaphore = asyncio.Semaphore(CONCURRENCY)
@@ -84,7 +92,7 @@ async def end_to_end(workdir: Path) -> None:
         started = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(INVOICES)))
         elapsed = time.perf_counter() - started
-        await provider.aclose()
+        await providers.aclose()
         await engine.dispose()
         latencies.sort()
         p95 = latencies[int(len(latencies) * 0.95) - 1]

@@ -31,6 +31,7 @@ from telegram.ext import (
 
 from bot.config import Settings, TelegramMode
 from bot.handlers import admin, common, lifecycle, new_invoice
+from bot.handlers.callback_data import InvoiceButton, ListPage, matcher
 from bot.handlers.context import BotApplication, BotContext, BotServices
 from bot.i18n import Catalog
 from bot.persistence import DatabaseConversationPersistence
@@ -57,7 +58,6 @@ from storage.repositories import (
 logger = logging.getLogger(__name__)
 
 
-
 def register_handlers(app: BotApplication, settings: Settings) -> None:
     # Group -1 runs first for every update: unknown users stop there.
     app.add_handler(TypeHandler(Update, common.gate), group=-1)
@@ -68,16 +68,12 @@ def register_handlers(app: BotApplication, settings: Settings) -> None:
     app.add_handler(CommandHandler("help", common.help_command))
     app.add_handler(CommandHandler("invoices", admin.list_invoices))
     app.add_handler(CommandHandler("invoice", admin.show_invoice))
-    app.add_handler(CallbackQueryHandler(admin.list_page, pattern=r"^list\|\d{1,6}$"))
+    app.add_handler(CallbackQueryHandler(admin.list_page, pattern=matcher(ListPage)))
     app.add_handler(CommandHandler("cancel_invoice", lifecycle.cancel_invoice_command))
     app.add_handler(CommandHandler("refresh", lifecycle.refresh_command))
     app.add_handler(CommandHandler("callbacks", lifecycle.callbacks_command))
     app.add_handler(CommandHandler("unmatched", lifecycle.unmatched_command))
-    app.add_handler(
-        CallbackQueryHandler(
-            lifecycle.card_button, pattern=r"^inv\|(cancel|cancelok|keep|refresh)\|\d{1,12}$"
-        )
-    )
+    app.add_handler(CallbackQueryHandler(lifecycle.card_button, pattern=matcher(InvoiceButton)))
     app.add_handler(CommandHandler("cancel", common.outside_conversation))
     app.add_handler(CallbackQueryHandler(common.outside_conversation))
     app.add_handler(

@@ -495,9 +495,7 @@ class PaymentRepository:
         applied at once can never move an invoice backwards; the loser simply retries.
         """
         for _ in range(5):
-            change = await self._apply_once(
-                update_, rank_of, final_rank, judge, payment_statuses
-            )
+            change = await self._apply_once(update_, rank_of, final_rank, judge, payment_statuses)
             if change is not None:
                 return change
         raise RuntimeError("invoice status kept changing under a concurrent update")

@@ -6,6 +6,7 @@ from telegram import InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 
 from bot.handlers import render
+from bot.handlers.callback_data import ListPage, parse_callback_data
 from bot.handlers.context import BotContext, role_of, texts_for
 from bot.handlers.telegram_io import answer, edit
 from bot.services.access import Role
@@ -46,9 +47,9 @@ async def list_invoices(update: Update, context: BotContext) -> None:
 
 async def list_page(update: Update, context: BotContext) -> None:
     query = update.callback_query
-    assert query is not None and query.data is not None
-    _, _, raw = query.data.partition("|")
-    page = int(raw) if raw.isdigit() and len(raw) < 7 else 0
+    assert query is not None
+    button = parse_callback_data(query.data)
+    page = button.page if isinstance(button, ListPage) else 0
     await answer(query)
     text, markup = await _page(update, context, page)
     await edit(query, text, markup)

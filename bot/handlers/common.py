@@ -8,6 +8,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.ext import ApplicationHandlerStop
 
+from bot.handlers.callback_data import NewInvoice
 from bot.handlers.context import BotContext, role_of, texts_for
 from bot.handlers.telegram_io import answer
 from bot.services.access import Role, commands_for
@@ -36,7 +37,7 @@ async def start(update: Update, context: BotContext) -> None:
     """Greets and offers the main actions."""
     t = texts_for(update, context)
     assert update.effective_chat is not None
-    rows = [[InlineKeyboardButton(t("button-new-invoice"), callback_data="new")]]
+    rows = [[InlineKeyboardButton(t("button-new-invoice"), callback_data=NewInvoice().build())]]
     text = t("welcome")
     if role_of(update, context) is Role.ADMIN:
         text += "\n\n" + t("welcome-admin")

@@ -14,6 +14,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 
 from bot.domain import Customer, PaymentStatus
 from bot.handlers import render
+from bot.handlers.callback_data import InvoiceButton, parse_callback_data
 from bot.handlers.context import BotContext, BotServices, role_of, texts_for
 from bot.handlers.telegram_io import answer
 from bot.i18n import Texts
@@ -384,10 +385,14 @@ async def refresh_command(update: Update, context: BotContext) -> None:
 async def card_button(update: Update, context: BotContext) -> None:
     """Buttons on an invoice card (`inv|<action>|<id>`): Cancel asks first, then cancels."""
     query = update.callback_query
-    assert query is not None and query.data is not None
-    _, action, ref = query.data.split("|", 2)
+    assert query is not None
+    button = parse_callback_data(query.data)
     t = texts_for(update, context)
     services = context.services
+    if not isinstance(button, InvoiceButton):
+        await answer(query, t("stale-button"))
+        return
+    action, ref = button.action, str(button.invoice_id)
     if action in ("cancel", "keep"):
         invoice = await _find(update, context, ref)
         if invoice is None:

@@ -28,6 +28,7 @@ from telegram.warnings import PTBUserWarning
 
 from bot.domain import Draft, EmailRule, SenderType
 from bot.handlers import render
+from bot.handlers.callback_data import DraftButton, NewInvoice, matcher, parse_callback_data
 from bot.handlers.context import BotContext, texts_for
 from bot.handlers.lifecycle import present_invoice
 from bot.handlers.telegram_io import answer, edit
@@ -196,7 +197,7 @@ async def start_new(update: Update, context: BotContext) -> int:
 
 
 async def _closed_text(context: BotContext, t: Texts, draft_id: str | None, key: str) -> str:
-    """"Nothing was created" only when that is known: an attempt of unknown outcome is
+    """ "Nothing was created" only when that is known: an attempt of unknown outcome is
     settled in the background and the merchant is told then."""
     if draft_id is not None and await context.services.invoices.abandoned(draft_id):
         return t(f"{key}-settling")
@@ -226,7 +227,9 @@ async def timed_out(update: Update, context: BotContext) -> int:
     draft = await _draft(update, context)
     if await context.services.drafts.cancel(merchant_id, chat_id):
         t = texts_for(update, context)
-        await _send(update, await _closed_text(context, t, draft.id if draft else None, "timed-out"))
+        await _send(
+            update, await _closed_text(context, t, draft.id if draft else None, "timed-out")
+        )
     return END
 
 
@@ -410,15 +413,14 @@ async def on_email(update: Update, context: BotContext) -> int:
 async def _pressed(update: Update, context: BotContext) -> tuple[Draft, str, str] | None:
     """The draft, action and argument of a press, or None (answered) for a stale button."""
     query = update.callback_query
-    assert query is not None and query.data is not None
-    draft_id, _, rest = query.data.partition("|")
-    action, _, arg = rest.partition("|")
+    assert query is not None
+    button = parse_callback_data(query.data)
     draft = await _draft(update, context)
-    if draft is None or draft.id != draft_id:
+    if not isinstance(button, DraftButton) or draft is None or draft.id != button.draft_id:
         await answer(query, texts_for(update, context)("stale-button"))
         return None
     await answer(query)
-    return draft, action, arg
+    return draft, button.action, button.arg
 
 
 async def _mark_chosen(update: Update, choice: str) -> None:
@@ -527,9 +529,13 @@ async def confirm(update: Update, context: BotContext) -> int | None:
     invoice that press already created instead of creating another.
     """
     query = update.callback_query
-    assert query is not None and query.data is not None and update.effective_user is not None
-    draft_id, _, revision = query.data.split("|", 2)
+    assert query is not None and update.effective_user is not None
+    button = parse_callback_data(query.data)
     services = context.services
+    if not isinstance(button, DraftButton) or button.action != "confirm":
+        await answer(query, texts_for(update, context)("stale-button"))
+        return None
+    draft_id, revision = button.draft_id, button.arg
     t = texts_for(update, context)
     if not await services.invoices.owns(draft_id, update.effective_user.id):
         await answer(query, t("stale-button"))
@@ -571,10 +577,9 @@ async def confirm(update: Update, context: BotContext) -> int | None:
 
 def build_conversation(timeout_seconds: float) -> ConversationHandler[BotContext]:
     """The whole flow as a table: state → what it accepts."""
-    draft = r"^[0-9a-f]{16}\|"
     new_entry: list[BaseHandler[Update, BotContext, Any]] = [
         CommandHandler("new", start_new),
-        CallbackQueryHandler(start_new, pattern=r"^new$"),
+        CallbackQueryHandler(start_new, pattern=matcher(NewInvoice)),
     ]
     # Buttons are bound to the draft id in their data, not to a message, so per_message=False
     # is intended; PTB warns about it regardless.
@@ -584,16 +589,14 @@ def build_conversation(timeout_seconds: float) -> ConversationHandler[BotContext
         states={
             AMOUNT: [MessageHandler(TEXT_INPUT, on_amount)],
             CURRENCY: [
-                CallbackQueryHandler(on_currency_button, pattern=draft + r"cur\|[A-Z0-9_]{1,16}$"),
+                CallbackQueryHandler(on_currency_button, pattern=matcher(DraftButton, "cur")),
                 MessageHandler(TEXT_INPUT, on_currency_text),
             ],
             TITLE: [MessageHandler(TEXT_INPUT, on_title)],
             CUSTOMER: [
-                CallbackQueryHandler(on_customer_button, pattern=draft + r"cus\|(\d{1,12}|new)$")
+                CallbackQueryHandler(on_customer_button, pattern=matcher(DraftButton, "cus"))
             ],
-            SENDER_TYPE: [
-                CallbackQueryHandler(on_sender_type, pattern=draft + r"st\|(natural|legal)$")
-            ],
+            SENDER_TYPE: [CallbackQueryHandler(on_sender_type, pattern=matcher(DraftButton, "st"))],
             FIRST_NAME: [MessageHandler(TEXT_INPUT, on_first_name)],
             LAST_NAME: [MessageHandler(TEXT_INPUT, on_last_name)],
             BIRTH_DATE: [MessageHandler(TEXT_INPUT, on_birth_date)],
@@ -601,9 +604,9 @@ def build_conversation(timeout_seconds: float) -> ConversationHandler[BotContext
             COUNTRY: [MessageHandler(TEXT_INPUT, on_country)],
             EMAIL: [MessageHandler(TEXT_INPUT, on_email)],
             PREVIEW: [
-                CallbackQueryHandler(confirm, pattern=draft + r"confirm\|\d{0,9}$"),
+                CallbackQueryHandler(confirm, pattern=matcher(DraftButton, "confirm")),
                 CallbackQueryHandler(
-                    on_preview_action, pattern=draft + r"(edit|cancel|ed)\|[a-z]*$"
+                    on_preview_action, pattern=matcher(DraftButton, "edit", "cancel", "ed")
                 ),
             ],
             ConversationHandler.TIMEOUT: [TypeHandler(Update, timed_out)],
@@ -613,7 +616,9 @@ def build_conversation(timeout_seconds: float) -> ConversationHandler[BotContext
             MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, unexpected),
             # Draft buttons that do not fit the step; Confirm is left to the handler after
             # the conversation, which shows the invoice an earlier press created.
-            CallbackQueryHandler(unexpected, pattern=r"^[0-9a-f]{16}\|(?!confirm\|)"),
+            CallbackQueryHandler(
+                unexpected, pattern=matcher(DraftButton, "cur", "cus", "st", "edit", "cancel", "ed")
+            ),
         ],
         allow_reentry=True,
         conversation_timeout=timeout_seconds,
@@ -624,4 +629,4 @@ def build_conversation(timeout_seconds: float) -> ConversationHandler[BotContext
 
 def confirm_outside_conversation() -> CallbackQueryHandler[BotContext, int | None]:
     """Catches Confirm on a card whose conversation has ended (restart, double tap)."""
-    return CallbackQueryHandler(confirm, pattern=r"^[0-9a-f]{16}\|confirm\|\d{0,9}$")
+    return CallbackQueryHandler(confirm, pattern=matcher(DraftButton, "confirm"))

@@ -18,6 +18,7 @@ from bot.domain import (
     Sender,
     SenderType,
 )
+from bot.handlers.callback_data import DraftAction, DraftButton, InvoiceButton, ListPage
 from bot.i18n import Texts
 from bot.services.currencies import decimals_of
 from bot.services.inputs import country_name
@@ -79,9 +80,9 @@ def button(text: str, data: str) -> InlineKeyboardButton:
     return InlineKeyboardButton(text, callback_data=data)
 
 
-def cb(draft: Draft, action: str, arg: str = "") -> str:
+def cb(draft: Draft, action: DraftAction, arg: str = "") -> str:
     """Callback data bound to one draft, so a stale button can never act on another."""
-    return f"{draft.id}|{action}|{arg}"
+    return DraftButton(draft.id, action, arg).build()
 
 
 def currency_keyboard(
@@ -218,9 +219,11 @@ def invoice_card_keyboard(
     rows = [[InlineKeyboardButton(t("button-open-link"), url=invoice.pay_url)]]
     actions = []
     if PaymentService.cancellable(invoice):
-        actions.append(button(t("button-cancel-invoice"), f"inv|cancel|{invoice.id}"))
+        actions.append(
+            button(t("button-cancel-invoice"), InvoiceButton("cancel", invoice.id).build())
+        )
     if can_refresh:
-        actions.append(button(t("button-refresh"), f"inv|refresh|{invoice.id}"))
+        actions.append(button(t("button-refresh"), InvoiceButton("refresh", invoice.id).build()))
     if actions:
         rows.append(actions)
     return InlineKeyboardMarkup(rows)
@@ -228,11 +231,12 @@ def invoice_card_keyboard(
 
 def cancel_confirm_keyboard(t: Texts, invoice: InvoiceRow) -> InlineKeyboardMarkup:
     """Cancelling makes the pay link dead for good: one more tap to be sure."""
+    assert invoice.id is not None
     return InlineKeyboardMarkup(
         [
             [
-                button(t("button-cancel-yes"), f"inv|cancelok|{invoice.id}"),
-                button(t("button-cancel-keep"), f"inv|keep|{invoice.id}"),
+                button(t("button-cancel-yes"), InvoiceButton("cancelok", invoice.id).build()),
+                button(t("button-cancel-keep"), InvoiceButton("keep", invoice.id).build()),
             ]
         ]
     )
@@ -281,9 +285,7 @@ def settled_notice(t: Texts, invoice: InvoiceRow, outcome: str) -> str:
     )
 
 
-def admin_alert(
-    t: Texts, alert: AdminAlertRow, invoice: InvoiceRow | None
-) -> str | None:
+def admin_alert(t: Texts, alert: AdminAlertRow, invoice: InvoiceRow | None) -> str | None:
     """The text of one queued admin alert, or None when there is nothing left to say."""
     params = json.loads(alert.params or "{}")
     if alert.kind == "invoice":
@@ -369,9 +371,9 @@ def invoice_list(t: Texts, rows: Sequence[InvoiceRow], page: int, pages: int) ->
 def list_keyboard(t: Texts, page: int, pages: int) -> InlineKeyboardMarkup | None:
     row = []
     if page > 0:
-        row.append(button(t("button-prev"), f"list|{page - 1}"))
+        row.append(button(t("button-prev"), ListPage(page - 1).build()))
     if page + 1 < pages:
-        row.append(button(t("button-next"), f"list|{page + 1}"))
+        row.append(button(t("button-next"), ListPage(page + 1).build()))
     return InlineKeyboardMarkup([row]) if row else None
 
 

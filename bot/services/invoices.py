@@ -120,6 +120,9 @@ class InvoiceService:
         self._payments = payments
         self._alerts = alerts
         self.on_unsettled: Callable[[], None] = lambda: None  # wakes the background settler
+        # Providers whose "keys refused" alert may still stand: the next success clears it
+        # (once, not on every invoice), so a later refusal is alerted again.
+        self._auth_alert_standing = set(providers)
 
     @property
     def _provider(self) -> PaymentProvider:
@@ -346,7 +349,9 @@ class InvoiceService:
         await self._drafts.transition(draft.id, "open", "submitted")
         if customer is not None:
             await self._customers.touch(customer.id)
-        await self._alerts.clear("provider-auth", self._provider.name)
+        if self._provider.name in self._auth_alert_standing:
+            await self._alerts.clear("provider-auth", self._provider.name)
+            self._auth_alert_standing.discard(self._provider.name)
         await self._payments.replay_unmatched(row)
         logger.info("invoice %s created at %s", attempt.id, self._provider.name)
         return Submission(row, customer)
@@ -376,6 +381,7 @@ class InvoiceService:
             ",".join(sorted(fields)),
         )
         if isinstance(exc, ProviderAuthError):
+            self._auth_alert_standing.add(self._provider.name)
             await self._alerts.add("provider-auth", self._provider.name,
                                    {"provider": self._provider.name})  # fmt: skip
             self._payments.on_change()  # the notifier sends the alert

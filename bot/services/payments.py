@@ -92,8 +92,7 @@ def shortfall(invoice: InvoiceRow, report: StatusUpdate) -> str | None:
         )
     if not received.is_finite() or received < invoice.amount:
         return (
-            f"received {format(received, 'f')} of {format(invoice.amount, 'f')} "
-            f"{invoice.currency}"
+            f"received {format(received, 'f')} of {format(invoice.amount, 'f')} {invoice.currency}"
         )
     return None
 

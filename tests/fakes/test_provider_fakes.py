@@ -436,8 +436,8 @@ async def test_cp_required_fields(
 async def test_cp_cancel(cp: FakeCryptoProcessing, cp_client: httpx.AsyncClient) -> None:
     unknown = await cp_post(cp_client, cp, "/invoices/nope/cancel/", b"{}")
     assert (unknown.status_code, unknown.json()) == (
-        404,
-        {"errors": {"foreign_id": "Invoice not found."}},
+        400,
+        {"errors": {"foreign_id": "The selected foreign id is invalid."}},
     )
     payload = cp_invoice()
     await cp_post(cp_client, cp, "/invoices/create", compact(payload))
