@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -52,7 +53,8 @@ async def help_command(update: Update, context: BotContext) -> None:
     assert update.effective_chat is not None
     role = role_of(update, context) or Role.MERCHANT
     lines = [t("help"), "", t("help-commands")]
-    lines += [f"/{name} — {t(f'command-{name}')}" for name in commands_for(role)]
+    # Menu descriptions are plain text (they may hold "<id>"): escaped for HTML here.
+    lines += [f"/{name} — {html.escape(t(f'command-{name}'))}" for name in commands_for(role)]
     await update.effective_chat.send_message("\n".join(lines), parse_mode=ParseMode.HTML)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -37,14 +37,16 @@ def amount_text(amount: Decimal | str, currency: str | None = None) -> str:
         return str(amount)[:40]
     if not value.is_finite():
         return str(amount)[:40]
-    exponent = value.normalize().as_tuple().exponent
-    needed = max(0, -exponent) if isinstance(exponent, int) else 0
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    significant = "".join(map(str, digits)).rstrip("0")
+    needed = max(0, -(exponent + len(digits) - len(significant))) if significant else 0
     places = decimals_of(currency)
     shown = needed if places is None else max(places, needed)
-    try:
+    # Padding zeros never rounds; a context wide enough keeps every digit.
+    with localcontext() as context:
+        context.prec = len(digits) + abs(exponent) + shown + 2
         text = format(value.quantize(Decimal(1).scaleb(-shown)), "f")
-    except InvalidOperation:  # more digits than a Decimal context holds: show it as it is
-        text = format(value, "f")
     sign, text = ("-", text[1:]) if text.startswith("-") else ("", text)
     whole, _, fraction = text.partition(".")
     grouped = f"{int(whole):,}".replace(",", "\u202f")

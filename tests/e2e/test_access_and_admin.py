@@ -80,3 +80,28 @@ async def test_a_slow_provider_for_one_merchant_does_not_stall_another(
     # Olek was answered while Mira's create call was still open at the provider.
     assert any(r.status is None for r in cryptoprocessing.requests)
     assert not any(m.text.startswith("Invoice:") for m in telegram.chat_messages(mira.chat_id))
+
+
+async def test_help_lists_exactly_the_commands_each_user_may_use(
+    telegram: FakeTelegram, cryptoprocessing: FakeCryptoProcessing, start_bot: BotStarter
+) -> None:
+    await start_bot(cryptoprocessing)
+    merchant, admin = telegram.user(MERCHANT_ID, "Mira"), telegram.user(ADMIN_ID, "Root")
+
+    merchant_help = await merchant.reply("/help")
+    admin_help = await admin.reply("/help")
+
+    def listed(text: str) -> set[str]:
+        return {line.split(" ", 1)[0] for line in text.splitlines() if line.startswith("/")}
+
+    merchant_commands = {"/new", "/cancel", "/invoices", "/invoice", "/refresh",
+                         "/cancel_invoice", "/help"}  # fmt: skip
+    assert listed(merchant_help.text) == merchant_commands
+    assert listed(admin_help.text) == merchant_commands | {"/unmatched", "/callbacks"}
+    # The command menu matches: everyone gets the merchant's, admins theirs in their chat.
+    scoped = [c for c in telegram.calls_to("setMyCommands") if c.params.get("scope")]
+    assert scoped and all(str(ADMIN_ID) in str(c.params["scope"]) for c in scoped)
+
+    for command in ("/callbacks", "/unmatched"):
+        refusal = await merchant.reply(command)
+        assert refusal.text == "This command is for admins."
