@@ -80,7 +80,7 @@ async def end_to_end(workdir: Path) -> None:
 
         async def one(i: int) -> None:
             async with semaphore:
-                draft = await drafts.start(merchant_id=1, chat_id=10_000 + i)
+                draft = await drafts.start(drafts.new(merchant_id=1, chat_id=10_000 + i))
                 draft.amount, draft.currency, draft.title = Decimal("10.50"), "EUR", f"Bench {i}"
                 draft.sender_type, draft.legal_name = SenderType.LEGAL, f"Company {i % 50}"
                 draft.country_alpha3, draft.email = "DEU", "bench@example.org"

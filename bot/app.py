@@ -31,13 +31,13 @@ from telegram.ext import (
 
 from bot.config import Settings, TelegramMode
 from bot.handlers import admin, common, lifecycle, new_invoice
-from bot.handlers.callback_data import InvoiceButton, ListPage, matcher
+from bot.handlers.callback_data import DraftButton, InvoiceButton, ListPage, NewInvoice, matcher
 from bot.handlers.context import BotApplication, BotContext, BotServices
 from bot.i18n import Catalog
-from bot.persistence import DatabaseConversationPersistence
 from bot.providers import ProviderRegistry, build_providers
 from bot.providers.base import ProviderError
 from bot.services.access import ADMIN_COMMANDS, MERCHANT_COMMANDS, AccessPolicy
+from bot.services.conversation import ConversationService
 from bot.services.currencies import CurrencyCatalog
 from bot.services.customers import CustomerService
 from bot.services.drafts import DraftService
@@ -48,7 +48,6 @@ from bot.web import UPDATES_ROUTE, build_web_app
 from storage.engine import create_engine, create_session_factory, migrate
 from storage.repositories import (
     AlertRepository,
-    ConversationStateRepository,
     CustomerRepository,
     DraftRepository,
     InvoiceRepository,
@@ -61,9 +60,18 @@ logger = logging.getLogger(__name__)
 def register_handlers(app: BotApplication, settings: Settings) -> None:
     # Group -1 runs first for every update: unknown users stop there.
     app.add_handler(TypeHandler(Update, common.gate), group=-1)
-    # Group 0: the conversation must come before the generic handlers so it sees its input.
-    app.add_handler(new_invoice.build_conversation(settings.conversation_timeout_seconds))
-    app.add_handler(new_invoice.confirm_outside_conversation())
+    # Group 0, first match wins. The conversation keeps no state here: each handler reads
+    # the merchant's open draft from the database, so order only decides who gets what.
+    app.add_handler(CommandHandler("new", new_invoice.start_new))
+    app.add_handler(CallbackQueryHandler(new_invoice.start_new, pattern=matcher(NewInvoice)))
+    app.add_handler(
+        CallbackQueryHandler(new_invoice.start_new, pattern=matcher(InvoiceButton, "again"))
+    )
+    app.add_handler(CommandHandler("cancel", new_invoice.cancel))
+    app.add_handler(
+        CallbackQueryHandler(new_invoice.confirm, pattern=matcher(DraftButton, "confirm"))
+    )
+    app.add_handler(CallbackQueryHandler(new_invoice.on_button, pattern=matcher(DraftButton)))
     app.add_handler(CommandHandler("start", common.start))
     app.add_handler(CommandHandler("help", common.help_command))
     app.add_handler(CommandHandler("invoices", admin.list_invoices))
@@ -74,10 +82,14 @@ def register_handlers(app: BotApplication, settings: Settings) -> None:
     app.add_handler(CommandHandler("callbacks", lifecycle.callbacks_command))
     app.add_handler(CommandHandler("unmatched", lifecycle.unmatched_command))
     app.add_handler(CallbackQueryHandler(lifecycle.card_button, pattern=matcher(InvoiceButton)))
-    app.add_handler(CommandHandler("cancel", common.outside_conversation))
-    app.add_handler(CallbackQueryHandler(common.outside_conversation))
+    app.add_handler(CallbackQueryHandler(common.outside_conversation))  # anything else: stale
     app.add_handler(
-        MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, common.outside_conversation)
+        MessageHandler(
+            filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, new_invoice.on_text
+        )
+    )
+    app.add_handler(
+        MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, new_invoice.on_other_message)
     )
     app.add_error_handler(common.on_error)
 
@@ -173,6 +185,10 @@ class BotRuntime:
         self.notifier.wake()  # anything left untold by a previous run
         self.settler.start()  # and any attempt left unsettled
         assert self.application.job_queue is not None
+        idle_check = min(60.0, max(0.2, settings.conversation_timeout_seconds / 4))
+        self.application.job_queue.run_repeating(
+            new_invoice.expire_idle, interval=idle_check, first=idle_check, name="idle-drafts"
+        )
         if settings.reconcile_interval_seconds > 0:
             self.application.job_queue.run_repeating(
                 _reconcile,
@@ -244,25 +260,35 @@ def build_runtime(settings: Settings, *, provider_transport: Any = None) -> BotR
         payments=PaymentRepository(sessions),
         allow_test_payments=settings.allow_test_payments,
     )
+    currencies = CurrencyCatalog(
+        provider, ttl_seconds=settings.currency_cache_seconds, common=settings.common_currencies
+    )
+    invoices = InvoiceService(
+        providers=providers,
+        invoices=InvoiceRepository(sessions),
+        drafts=draft_repository,
+        customers=customer_service,
+        payments=payments,
+        alerts=alerts,
+        # A request that timed out may still be running at the provider: settle it only
+        # once it certainly finished (the client gave up after one timeout).
+        wait_window=dt.timedelta(seconds=2 * settings.provider_timeout_seconds),
+    )
     services = BotServices(
         settings=settings,
         catalog=Catalog.load(default=settings.default_locale),
         access=AccessPolicy(frozenset(settings.admin_ids), frozenset(settings.merchant_ids)),
         drafts=draft_service,
         customers=customer_service,
-        invoices=InvoiceService(
-            providers=providers,
-            invoices=InvoiceRepository(sessions),
-            drafts=draft_repository,
+        invoices=invoices,
+        currencies=currencies,
+        conversation=ConversationService(
+            drafts=draft_service,
             customers=customer_service,
-            payments=payments,
-            alerts=alerts,
-            # A request that timed out may still be running at the provider: settle it only
-            # once it certainly finished (the client gave up after one timeout).
-            wait_window=dt.timedelta(seconds=2 * settings.provider_timeout_seconds),
-        ),
-        currencies=CurrencyCatalog(
-            provider, ttl_seconds=settings.currency_cache_seconds, common=settings.common_currencies
+            currencies=currencies,
+            invoices=invoices,
+            requirements=provider.requirements,
+            max_amount=settings.max_invoice_amount,
         ),
         requirements=provider.requirements,
         payments=payments,
@@ -274,7 +300,6 @@ def build_runtime(settings: Settings, *, provider_transport: Any = None) -> BotR
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_api_base_url.removesuffix("/bot") + "/file/bot")
         .context_types(ContextTypes(context=BotContext))
-        .persistence(DatabaseConversationPersistence(ConversationStateRepository(sessions)))
         .concurrent_updates(PerChatUpdateProcessor())
         .rate_limiter(AIORateLimiter(max_retries=2))
     )

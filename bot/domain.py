@@ -178,5 +178,7 @@ class Draft:
     legal_name: str | None = None
     country_alpha3: str | None = None
     email: str | None = None
-    editing: bool = False
+    # The step being asked: the only record of where the conversation stands (a string,
+    # so a deploy that adds a step never moves a conversation in flight).
+    step: str = "amount"
     extra: dict[str, str] = field(default_factory=dict)

@@ -55,6 +55,7 @@ class DraftRow(SQLModel, table=True):
     merchant_id: int = Field(sa_type=BigInteger)
     chat_id: int = Field(sa_type=BigInteger)
     state: str = Field(default="open", max_length=16)  # open | submitted | cancelled
+    step: str = Field(default="amount", max_length=32)  # where the conversation stands
     payload: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -176,14 +177,3 @@ class AdminAlertRow(SQLModel, table=True):
     params: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
-
-
-class ConversationStateRow(SQLModel, table=True):
-    """Generic key/value for the chat layer's conversation states (JSON text)."""
-
-    __tablename__ = "conversation_state"
-
-    name: str = Field(primary_key=True, max_length=64)
-    key: str = Field(primary_key=True, max_length=128)
-    state: str = Field(sa_column=Column(Text, nullable=False))
-    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

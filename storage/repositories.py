@@ -17,7 +17,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from storage.models import (
     LIVE_OUTCOMES,
     AdminAlertRow,
-    ConversationStateRow,
     CustomerRow,
     DraftRow,
     InvoiceEventRow,
@@ -122,16 +121,23 @@ class DraftRepository:
             await session.commit()
             return row
 
-    async def save_payload(self, draft_id: str, payload: str) -> bool:
-        """Store the answers; False when the draft is no longer open (stale update)."""
+    async def save_payload(self, draft_id: str, payload: str, step: str) -> bool:
+        """Store the answers and the step; False when the draft is no longer open."""
         async with self._sessions() as session:
             result = await session.exec(
                 update(DraftRow)
                 .where(col(DraftRow.id) == draft_id, col(DraftRow.state) == "open")
-                .values(payload=payload, updated_at=utcnow())
+                .values(payload=payload, step=step, updated_at=utcnow())
             )
             await session.commit()
             return bool(result.rowcount)
+
+    async def idle_open(self, before: dt.datetime) -> Sequence[DraftRow]:
+        async with self._sessions() as session:
+            result = await session.exec(
+                select(DraftRow).where(DraftRow.state == "open", col(DraftRow.updated_at) < before)
+            )
+            return result.all()
 
     async def transition(self, draft_id: str, from_state: str, to_state: str) -> bool:
         """Compare-and-set the draft state; False when someone else moved it first."""
@@ -390,33 +396,6 @@ class AlertRepository:
             )
             await session.commit()
             return bool(result.rowcount)
-
-
-class ConversationStateRepository:
-    def __init__(self, sessions: Sessions) -> None:
-        self._sessions = sessions
-
-    async def load(self, name: str) -> dict[str, str]:
-        async with self._sessions() as session:
-            result = await session.exec(
-                select(ConversationStateRow).where(ConversationStateRow.name == name)
-            )
-            return {row.key: row.state for row in result.all()}
-
-    async def save(self, name: str, key: str, state: str | None) -> None:
-        async with self._sessions() as session:
-            if state is None:
-                await session.exec(
-                    delete(ConversationStateRow).where(
-                        col(ConversationStateRow.name) == name,
-                        col(ConversationStateRow.key) == key,
-                    )
-                )
-            else:
-                await session.merge(
-                    ConversationStateRow(name=name, key=key, state=state, updated_at=utcnow())
-                )
-            await session.commit()
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,6 @@ async def test_a_russian_speaking_merchant_is_answered_in_russian(
     await start_bot(cryptocloud)
     merchant = telegram.user(MERCHANT_ID, "Мира", language_code="ru")
     question = await merchant.reply("/new")
-    assert question.text.startswith(CATALOG.texts("ru")("ask-amount")[:5])
+    assert CATALOG.texts("ru")("ask-amount")[:5] in question.text
     wrong = await merchant.reply("сто")
     assert CATALOG.raw("ru", "error-amount-format")[:10] in wrong.html  # type: ignore[operator]

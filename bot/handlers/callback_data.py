@@ -9,19 +9,21 @@ Formats (all ASCII, every field checked, numbers without leading zeros):
 - `new`: start a new invoice (`NewInvoice`).
 - `list|<page>`: a page of the invoice list, page 0-999999 (`ListPage`).
 - `inv|<action>|<invoice id>`: a button on an invoice card, action `cancel` (ask to cancel),
-  `cancelok` (cancel confirmed), `keep` (do not cancel) or `refresh`; id 1-999999999999
+  `cancelok` (cancel confirmed), `keep` (do not cancel), `refresh` or `again` (a new
+  invoice for the same customer and currency); id 1-999999999999
   (`InvoiceButton`).
 - `<draft id>|<action>|<arg>`: a button bound to one draft (16 lowercase hex digits), so a stale
   button can never act on another draft (`DraftButton`). Action and argument:
 
   ========= ==================================================================
   cur       a currency code, `[A-Z0-9_]{1,16}`
-  cus       a customer id (1-12 digits) or `new`
-  st        a sender type, `natural` or `legal`
+  cus       a customer id (1-12 digits), `natural` or `legal` (a new payer), or `new`
+  st        a sender type, `natural` or `legal` (buttons of older versions)
+  cty       a suggested country, ISO alpha-3
   confirm   the preview revision being confirmed, 0-9 digits
   edit      nothing (open the edit menu)
   cancel    nothing (cancel the draft)
-  ed        the field to edit: `amount`, `currency`, `title`, `customer` or `back`
+  ed        the field to edit (a step name, e.g. `title`, `birth_date`) or `back`
   ========= ==================================================================
 
 Every value validates itself when constructed (`ValueError` otherwise), so `build()` always
@@ -38,12 +40,15 @@ from typing import Final, Literal, cast, get_args
 MAX_BYTES: Final = 64
 """Telegram's limit on `callback_data`, in bytes of UTF-8."""
 
-DraftAction = Literal["cur", "cus", "st", "confirm", "edit", "cancel", "ed"]
-InvoiceAction = Literal["cancel", "cancelok", "keep", "refresh"]
+DraftAction = Literal["cur", "cus", "st", "cty", "confirm", "edit", "cancel", "ed"]
+InvoiceAction = Literal["cancel", "cancelok", "keep", "refresh", "again"]
 
 DRAFT_ACTIONS: Final[frozenset[str]] = frozenset(get_args(DraftAction))
 INVOICE_ACTIONS: Final[frozenset[str]] = frozenset(get_args(InvoiceAction))
-EDIT_FIELDS: Final = ("amount", "currency", "title", "customer", "back")
+EDIT_FIELDS: Final = (
+    "amount", "currency", "title", "customer", "first_name", "last_name", "birth_date",
+    "legal_name", "country", "email", "back",
+)  # fmt: skip
 SENDER_TYPES: Final = ("natural", "legal")
 
 MAX_INVOICE_ID: Final = 10**12 - 1
@@ -52,8 +57,9 @@ MAX_PAGE: Final = 10**6 - 1
 _DRAFT_ID = re.compile(r"[0-9a-f]{16}")
 _DRAFT_ARG: Final[dict[str, re.Pattern[str]]] = {
     "cur": re.compile(r"[A-Z0-9_]{1,16}"),
-    "cus": re.compile(r"[0-9]{1,12}|new"),
+    "cus": re.compile(r"[0-9]{1,12}|new|natural|legal"),
     "st": re.compile("|".join(SENDER_TYPES)),
+    "cty": re.compile(r"[A-Z]{3}"),
     "confirm": re.compile(r"[0-9]{0,9}"),
     "edit": re.compile(r""),
     "cancel": re.compile(r""),

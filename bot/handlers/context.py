@@ -12,6 +12,7 @@ from bot.config import Settings
 from bot.domain import ProviderRequirements
 from bot.i18n import Catalog, Texts
 from bot.services.access import AccessPolicy, Role
+from bot.services.conversation import ConversationService
 from bot.services.currencies import CurrencyCatalog
 from bot.services.customers import CustomerService
 from bot.services.drafts import DraftService
@@ -29,6 +30,7 @@ class BotServices:
     customers: CustomerService
     invoices: InvoiceService
     currencies: CurrencyCatalog
+    conversation: ConversationService
     requirements: ProviderRequirements
     payments: PaymentService
     alerts: AlertRepository

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation, localcontext
+from typing import cast
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.domain import (
-    Currency,
     Customer,
     Draft,
     LegalEntity,
     NaturalPerson,
     PaymentStatus,
     Sender,
-    SenderType,
 )
 from bot.handlers.callback_data import DraftAction, DraftButton, InvoiceButton, ListPage
 from bot.i18n import Texts
+from bot.services.conversation import EDIT_MENU, PREVIEW, Prompt
 from bot.services.currencies import decimals_of
-from bot.services.inputs import country_name
+from bot.services.inputs import InputError, country_name
 from bot.services.invoices import sender_of
 from bot.services.payments import PaymentService
 from storage.models import AdminAlertRow, InvoiceEventRow, InvoiceRow, UnmatchedReportRow
@@ -69,15 +70,6 @@ def sender_text(t: Texts, sender: Sender) -> str:
     )
 
 
-def customer_label(customer: Customer) -> str:
-    sender = customer.sender
-    if isinstance(sender, NaturalPerson):
-        label = f"{sender.first_name} {sender.last_name} · {sender.date_of_birth.isoformat()}"
-    else:
-        label = f"{sender.legal_name} · {sender.country_alpha3}"
-    return label[:60]
-
-
 def button(text: str, data: str) -> InlineKeyboardButton:
     return InlineKeyboardButton(text, callback_data=data)
 
@@ -87,31 +79,45 @@ def cb(draft: Draft, action: DraftAction, arg: str = "") -> str:
     return DraftButton(draft.id, action, arg).build()
 
 
-def currency_keyboard(
-    t: Texts, draft: Draft, currencies: Sequence[Currency]
-) -> InlineKeyboardMarkup:
-    row = [button(currency.code, cb(draft, "cur", currency.code)) for currency in currencies]
-    rows = [row[i : i + 4] for i in range(0, len(row), 4)]
-    return InlineKeyboardMarkup(rows)
+def prompt_text(t: Texts, prompt: Prompt, echo: str | None = None) -> str:
+    """A step's question, after the notice, what was just picked and the error, if any."""
+    if prompt.step == PREVIEW:
+        text = preview_text(t, prompt.draft, prompt.customer, note=_error(t, prompt.error))
+        return f"{t(prompt.notice)}\n\n{text}" if prompt.notice else text
+    parts = []
+    if prompt.notice:
+        parts.append(t(prompt.notice))
+    if echo:
+        parts.append(f"→ <b>{html.escape(echo, quote=False)}</b>")
+    if prompt.error is not None:
+        parts.append(_error(t, prompt.error) or "")
+    parts.append(t(prompt.question))
+    return "\n\n".join(part for part in parts if part)
 
 
-def customer_keyboard(
-    t: Texts, draft: Draft, customers: Sequence[Customer]
-) -> InlineKeyboardMarkup:
-    rows = [[button(customer_label(c), cb(draft, "cus", str(c.id)))] for c in customers]
-    rows.append([button(t("button-new-customer"), cb(draft, "cus", "new"))])
-    return InlineKeyboardMarkup(rows)
+def _error(t: Texts, error: InputError | None) -> str | None:
+    if error is None:
+        return None
+    params = {k: v for k, v in error.params.items() if k != "suggestions"}
+    return "⚠️ " + t(error.key, **params)
 
 
-def sender_type_keyboard(t: Texts, draft: Draft) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        [
-            [
-                button(t("button-natural"), cb(draft, "st", SenderType.NATURAL.value)),
-                button(t("button-legal"), cb(draft, "st", SenderType.LEGAL.value)),
-            ]
-        ]
-    )
+def prompt_keyboard(t: Texts, prompt: Prompt) -> InlineKeyboardMarkup | None:
+    draft = prompt.draft
+    if prompt.step == PREVIEW:
+        return preview_keyboard(t, draft)
+    if not prompt.choices or prompt.button is None:
+        return None
+    action = cast(DraftAction, prompt.button)
+    buttons = [
+        button(t(choice.label) if choice.key else choice.label, cb(draft, action, choice.value))
+        for choice in prompt.choices
+    ]
+    per_row = 4 if prompt.button == "cur" else (2 if prompt.step == EDIT_MENU else 1)
+    if prompt.button == "cus":  # customers one a row, the two new-payer buttons side by side
+        people = [[b] for b in buttons[:-2]]
+        return InlineKeyboardMarkup([*people, buttons[-2:]])
+    return InlineKeyboardMarkup([buttons[i : i + per_row] for i in range(0, len(buttons), per_row)])
 
 
 def preview_text(t: Texts, draft: Draft, customer: Customer | None, note: str | None = None) -> str:
@@ -151,18 +157,6 @@ def preview_keyboard(t: Texts, draft: Draft, retry: bool = False) -> InlineKeybo
             ],
         ]
     )
-
-
-def edit_keyboard(t: Texts, draft: Draft, with_customer: bool) -> InlineKeyboardMarkup:
-    rows = [
-        [button(t("button-edit-amount"), cb(draft, "ed", "amount")),
-         button(t("button-edit-currency"), cb(draft, "ed", "currency"))],
-        [button(t("button-edit-title"), cb(draft, "ed", "title"))],
-    ]  # fmt: skip
-    if with_customer:
-        rows[1].append(button(t("button-edit-customer"), cb(draft, "ed", "customer")))
-    rows.append([button(t("button-back"), cb(draft, "ed", "back"))])
-    return InlineKeyboardMarkup(rows)
 
 
 def status_text(t: Texts, invoice: InvoiceRow) -> str:
@@ -215,19 +209,23 @@ def _is_final(invoice: InvoiceRow) -> bool:
 def invoice_card_keyboard(
     t: Texts, invoice: InvoiceRow, *, can_refresh: bool = False
 ) -> InlineKeyboardMarkup | None:
-    """Pay link while payable; Cancel while nothing is paid; Refresh where the provider answers."""
-    if not invoice.pay_url or invoice.id is None or _is_final(invoice):
+    """Pay link while payable; Cancel while nothing is paid; Refresh where the provider
+    answers; and a new invoice for the same customer and currency, always."""
+    if invoice.id is None:
         return None
+    again = [button(t("button-again"), InvoiceButton("again", invoice.id).build())]
+    if not invoice.pay_url or _is_final(invoice):
+        return InlineKeyboardMarkup([again])
     rows = [[InlineKeyboardButton(t("button-open-link"), url=invoice.pay_url)]]
     actions = []
     if PaymentService.cancellable(invoice):
-        actions.append(
-            button(t("button-cancel-invoice"), InvoiceButton("cancel", invoice.id).build())
-        )
+        cancel = InvoiceButton("cancel", invoice.id).build()
+        actions.append(button(t("button-cancel-invoice"), cancel))
     if can_refresh:
         actions.append(button(t("button-refresh"), InvoiceButton("refresh", invoice.id).build()))
     if actions:
         rows.append(actions)
+    rows.append(again)
     return InlineKeyboardMarkup(rows)
 
 

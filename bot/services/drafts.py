@@ -19,7 +19,7 @@ _DATE_FIELDS = {"date_of_birth"}
 def _encode(draft: Draft) -> str:
     data: dict[str, Any] = {}
     for name in Draft.__slots__:
-        if name in {"id", "merchant_id", "chat_id"}:
+        if name in {"id", "merchant_id", "chat_id", "step"}:
             continue
         value = getattr(draft, name)
         if isinstance(value, Decimal):
@@ -40,28 +40,48 @@ def decode_draft(row: DraftRow) -> Draft:
             data[name] = dt.date.fromisoformat(data[name])
     if data.get("sender_type") is not None:
         data["sender_type"] = SenderType(data["sender_type"])
-    known = set(Draft.__slots__)
+    known = set(Draft.__slots__) - {"id", "merchant_id", "chat_id", "step"}
     fields = {key: value for key, value in data.items() if key in known}
-    return Draft(id=row.id, merchant_id=row.merchant_id, chat_id=row.chat_id, **fields)
+    return Draft(
+        id=row.id, merchant_id=row.merchant_id, chat_id=row.chat_id, step=row.step, **fields
+    )
 
 
 class DraftService:
     def __init__(self, repository: DraftRepository) -> None:
         self._repository = repository
 
-    async def start(self, merchant_id: int, chat_id: int) -> Draft:
-        """A fresh draft; any draft left open in this chat is closed first."""
-        row = DraftRow(id=secrets.token_hex(8), merchant_id=merchant_id, chat_id=chat_id)
-        row.payload = _encode(Draft(id=row.id, merchant_id=merchant_id, chat_id=chat_id))
+    async def start(self, draft: Draft) -> Draft:
+        """Open `draft` (made by `new`); any draft left open in this chat is closed first."""
+        row = DraftRow(
+            id=draft.id, merchant_id=draft.merchant_id, chat_id=draft.chat_id, step=draft.step,
+            payload=_encode(draft),
+        )  # fmt: skip
         return decode_draft(await self._repository.start(row))
+
+    @staticmethod
+    def new(merchant_id: int, chat_id: int) -> Draft:
+        return Draft(id=secrets.token_hex(8), merchant_id=merchant_id, chat_id=chat_id)
 
     async def current(self, merchant_id: int, chat_id: int) -> Draft | None:
         row = await self._repository.open_for(merchant_id, chat_id)
         return decode_draft(row) if row is not None else None
 
     async def save(self, draft: Draft) -> bool:
-        return await self._repository.save_payload(draft.id, _encode(draft))
+        """Store the answers and the step; False when the draft was closed meanwhile."""
+        return await self._repository.save_payload(draft.id, _encode(draft), draft.step)
 
-    async def cancel(self, merchant_id: int, chat_id: int) -> bool:
+    async def cancel(self, merchant_id: int, chat_id: int) -> Draft | None:
+        """Close the chat's open draft; the draft as it was, or None if none was open."""
         row = await self._repository.open_for(merchant_id, chat_id)
-        return row is not None and await self._repository.transition(row.id, "open", "cancelled")
+        if row is None or not await self._repository.transition(row.id, "open", "cancelled"):
+            return None
+        return decode_draft(row)
+
+    async def expire_idle(self, idle_since: dt.datetime) -> list[Draft]:
+        """Close drafts nobody touched since `idle_since`; each is closed once (CAS)."""
+        closed = []
+        for row in await self._repository.idle_open(idle_since):
+            if await self._repository.transition(row.id, "open", "cancelled"):
+                closed.append(decode_draft(row))
+        return closed

@@ -178,11 +178,7 @@ class InvoiceService:
                 return Submission(settled.invoice, settled.customer)
         if row.state != "open":
             raise SubmitError("error-draft-gone", retry=False)
-        if revision is not None and (
-            draft.extra.get("rev") != revision
-            or draft.editing
-            or draft.extra.get("step") != "preview"
-        ):
+        if revision is not None and (draft.extra.get("rev") != revision or draft.step != "preview"):
             raise SubmitError("error-draft-changed", retry=False)
         return await self._create(draft, message_id)
 

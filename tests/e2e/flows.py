@@ -16,9 +16,7 @@ async def fill_basics(merchant: FakeUser, amount: str, currency: str, title: str
 async def add_natural_person(
     merchant: FakeUser, question: BotMessage, first: str, last: str, born: str, email: str | None
 ) -> BotMessage:
-    """From the customer (or sender type) question to the preview card."""
-    if "recent customer" in question.text.lower():
-        question = await merchant.click(question, "New customer")
+    """From the customer question (recent customers, or the payer's kind) to the preview."""
     await merchant.click(question, "Natural person")
     await merchant.reply(first)
     await merchant.reply(last)
@@ -31,8 +29,6 @@ async def add_natural_person(
 async def add_legal_entity(
     merchant: FakeUser, question: BotMessage, name: str, country: str, email: str | None
 ) -> BotMessage:
-    if "recent customer" in question.text.lower():
-        question = await merchant.click(question, "New customer")
     await merchant.click(question, "Legal entity")
     await merchant.reply(name)
     reply = await merchant.reply(country)
@@ -44,12 +40,13 @@ async def add_legal_entity(
 async def confirm(telegram: FakeTelegram, merchant: FakeUser, preview: BotMessage) -> BotMessage:
     """Press Confirm (or Retry); returns the card (the preview message, edited in place)."""
     label = "Retry" if any("Retry" in b.text for b in preview.buttons()) else "Confirm"
-    await merchant.click(preview, label)
+    edits = current(telegram, preview).edits
+    await merchant.press(preview.button(label), preview)
 
-    # The card shows progress first; wait for the provider's outcome to replace it.
+    # The press is answered at once; the card follows once the provider has answered.
     def settled() -> BotMessage | None:
         card = current(telegram, preview)
-        return card if "⏳" not in card.text else None
+        return card if card.edits > edits else None
 
     return await telegram.wait_for(settled)
 

@@ -37,7 +37,13 @@ async def test_natural_person_invoice_gives_the_merchant_a_pay_link(
     assert "Friedrich Müller, born 1995-08-17" in preview.text
     assert cryptoprocessing.create_calls == 0
 
-    card = await merchant.click(preview, "Confirm")
+    await merchant.click(preview, "Confirm")
+    await telegram.wait_for(
+        lambda: (
+            any(m.text.startswith("Invoice:") for m in telegram.chat_messages(merchant.chat_id))
+            or None
+        )
+    )
 
     assert cryptoprocessing.create_calls == 1
     [invoice] = cryptoprocessing.invoices.values()

@@ -58,7 +58,8 @@ async def test_cryptoprocessing_paid_invoice_moves_forward_and_is_told_once(
 
     final = current(telegram, card)
     assert "Status: paid" in final.text and "Received: 100.00 EUR" in final.text
-    assert not final.buttons()  # no pay link or cancel once paid
+    # No pay link or cancel once paid; only a new invoice for the same customer.
+    assert [b.callback_data for b in final.buttons()] == ["inv|again|1"]
     assert len(notifications(telegram, merchant, "✅ Paid")) == 1
     assert len(notifications(telegram, admin, "✅ Paid")) == 1  # NOTIFY_CHAT_ID gets it too
     details = await admin.reply(f"/invoice {invoice['foreign_id']}")
@@ -248,7 +249,9 @@ async def test_cancel_button_and_command_follow_the_rules(
     await merchant.press(asked.button("Yes, cancel it"), asked)
     await telegram.wait_for(lambda: "Status: cancelled" in current(telegram, card).text or None)
     assert cryptocloud.invoices[invoice["uuid"]]["status"] == "canceled"
-    assert not current(telegram, card).buttons()
+    assert [b.text for b in current(telegram, card).buttons()] == [
+        "🔁 New invoice for this customer"
+    ]
     assert any("cancelled" in (a.get("text") or "") for a in merchant.answers())
 
     card2, paid = await cc_invoice_card(telegram, merchant, cryptocloud, "Already paid")

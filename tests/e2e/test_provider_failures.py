@@ -126,7 +126,14 @@ async def test_lost_answer_at_cryptocloud_is_found_again_not_created_twice(
     card = await confirm(telegram, merchant, preview)
 
     [invoice] = cryptocloud.invoices.values()  # no second invoice
-    assert any(m.text.startswith("Invoice: Lamp") for m in telegram.chat_messages(merchant.chat_id))
+    await telegram.wait_for(
+        lambda: (
+            any(
+                m.text.startswith("Invoice: Lamp") for m in telegram.chat_messages(merchant.chat_id)
+            )
+            or None
+        )
+    )
     assert cryptocloud.create_calls == 1
     assert card.button("pay link").url == invoice["link"]
     assert [outcome for outcome, _ in await _attempts(runtime)] == ["created"]

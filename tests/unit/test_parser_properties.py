@@ -488,8 +488,12 @@ def test_country_in_any_case_and_padding_gives_its_alpha3(
 draft_ids = st.text(alphabet="0123456789abcdef", min_size=16, max_size=16)
 DRAFT_ARGS: dict[str, st.SearchStrategy[str]] = {
     "cur": st.from_regex(r"[A-Z0-9_]{1,16}", fullmatch=True),
-    "cus": st.one_of(st.from_regex(r"[0-9]{1,12}", fullmatch=True), st.just("new")),
+    "cus": st.one_of(
+        st.from_regex(r"[0-9]{1,12}", fullmatch=True),
+        st.sampled_from(["new", "natural", "legal"]),
+    ),
     "st": st.sampled_from(SENDER_TYPES),
+    "cty": st.from_regex(r"[A-Z]{3}", fullmatch=True),
     "confirm": st.from_regex(r"[0-9]{0,9}", fullmatch=True),
     "edit": st.just(""),
     "cancel": st.just(""),
@@ -523,7 +527,7 @@ any_strings = st.one_of(
 def test_action_tables_match_the_handlers() -> None:
     assert set(DRAFT_ARGS) == DRAFT_ACTIONS
     assert set(SENDER_TYPES) == {s.value for s in SenderType}
-    assert sorted(INVOICE_ACTIONS) == ["cancel", "cancelok", "keep", "refresh"]
+    assert sorted(INVOICE_ACTIONS) == ["again", "cancel", "cancelok", "keep", "refresh"]
 
 
 def assert_accepted_is_canonical(data: str, parsed: CallbackData | None) -> None:
