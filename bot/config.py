@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     merchant_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
     default_locale: str = "en"
+    # Your shop's name, as your customers know it: the message they get names it.
+    shop_name: str | None = Field(default=None, max_length=64)
     common_currencies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["USD", "EUR", "BTC", "ETH"]
     )

@@ -30,7 +30,9 @@ async def _page(
         page=page, per_page=PER_PAGE, merchant_id=_scope(update, context)
     )
     pages = max(1, -(-total // PER_PAGE))
-    return render.invoice_list(t, rows, page, pages), render.list_keyboard(t, page, pages)
+    admin = _scope(update, context) is None
+    text = render.invoice_list(t, rows, page, pages, admin=admin)
+    return text, render.list_keyboard(t, page, pages)
 
 
 async def list_invoices(update: Update, context: BotContext) -> None:

@@ -194,7 +194,7 @@ async def present_invoice(
     """Turn the preview into the invoice card (or send one) and, for an invoice the merchant
     has not seen yet, the message to forward: the same for a fresh and a recovered invoice."""
     assert invoice.id is not None
-    text = render.invoice_card(t, invoice, customer)
+    text = render.invoice_card(t, invoice, customer, forward_hint=forwardable)
     markup = render.invoice_card_keyboard(
         t, invoice, can_refresh=services.payments.can_query(invoice.provider)
     )
@@ -217,10 +217,11 @@ async def present_invoice(
     await services.invoices.mark_card(invoice.id, card_id, invoice.status)
     if forwardable:
         await bot.send_message(
-            invoice.chat_id, render.forward_text(t, invoice), parse_mode=ParseMode.HTML,
+            invoice.chat_id,
+            render.forward_text(t, invoice, services.settings.shop_name),
+            parse_mode=ParseMode.HTML,
             disable_web_page_preview=True,
-        )  # fmt: skip
-        await bot.send_message(invoice.chat_id, t("forward-hint"), parse_mode=ParseMode.HTML)
+        )
 
 
 class Settler:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal
 from typing import cast
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
@@ -19,39 +19,13 @@ from bot.domain import (
     Sender,
 )
 from bot.handlers.callback_data import DraftAction, DraftButton, InvoiceButton, ListPage
+from bot.handlers.formatting import duration, money, number, when
 from bot.i18n import Texts
 from bot.services.conversation import EDIT_MENU, PREVIEW, Prompt
-from bot.services.currencies import decimals_of
 from bot.services.inputs import InputError, country_name
 from bot.services.invoices import sender_of
 from bot.services.payments import PaymentService
 from storage.models import AdminAlertRow, InvoiceEventRow, InvoiceRow, UnmatchedReportRow
-
-
-def amount_text(amount: Decimal | str, currency: str | None = None) -> str:
-    """Exact, grouped, never an exponent, with the currency's own decimal places:
-    1234.5 EUR → `1 234.50`; a provider's `0E-8` → `0.00`; `150.00000000` USD → `150.00`.
-    Places beyond the currency's are shown, never rounded away."""
-    try:
-        value = Decimal(amount) if isinstance(amount, str) else amount
-    except InvalidOperation:
-        return str(amount)[:40]
-    if not value.is_finite():
-        return str(amount)[:40]
-    _, digits, exponent = value.as_tuple()
-    assert isinstance(exponent, int)  # finite
-    significant = "".join(map(str, digits)).rstrip("0")
-    needed = max(0, -(exponent + len(digits) - len(significant))) if significant else 0
-    places = decimals_of(currency)
-    shown = needed if places is None else max(places, needed)
-    # Padding zeros never rounds; a context wide enough keeps every digit.
-    with localcontext() as context:
-        context.prec = len(digits) + abs(exponent) + shown + 2
-        text = format(value.quantize(Decimal(1).scaleb(-shown)), "f")
-    sign, text = ("-", text[1:]) if text.startswith("-") else ("", text)
-    whole, _, fraction = text.partition(".")
-    grouped = f"{int(whole):,}".replace(",", "\u202f")
-    return sign + (f"{grouped}.{fraction}" if fraction else grouped)
 
 
 def sender_text(t: Texts, sender: Sender) -> str:
@@ -66,7 +40,7 @@ def sender_text(t: Texts, sender: Sender) -> str:
     return t(
         "sender-legal-line",
         legal_name=sender.legal_name,
-        country=f"{country_name(sender.country_alpha3)} ({sender.country_alpha3})",
+        country=f"{country_name(sender.country_alpha3, t.locale)} ({sender.country_alpha3})",
     )
 
 
@@ -99,6 +73,9 @@ def _error(t: Texts, error: InputError | None) -> str | None:
     if error is None:
         return None
     params = {k: v for k, v in error.params.items() if k != "suggestions"}
+    limit = params.get("max")
+    if isinstance(limit, Decimal):  # a limit reads like any amount
+        params["max"] = number(limit, t.locale)
     return "⚠️ " + t(error.key, **params)
 
 
@@ -125,11 +102,7 @@ def preview_text(t: Texts, draft: Draft, customer: Customer | None, note: str | 
     lines = [
         t("preview-title"),
         "",
-        t(
-            "field-amount",
-            amount=amount_text(draft.amount, draft.currency),
-            currency=draft.currency,
-        ),
+        t("field-amount", amount=money(draft.amount, draft.currency, t.locale)),
         t("field-title", title=draft.title),
     ]
     sender = customer.sender if customer is not None else sender_of(draft)
@@ -168,15 +141,13 @@ def status_text(t: Texts, invoice: InvoiceRow) -> str:
     )
 
 
-def invoice_card(t: Texts, invoice: InvoiceRow, customer: Customer | None) -> str:
+def invoice_card(
+    t: Texts, invoice: InvoiceRow, customer: Customer | None, *, forward_hint: bool = False
+) -> str:
     lines = [
-        t("card-title", public_id=invoice.public_id, id=invoice.id),
+        t("card-title", id=invoice.id),
         "",
-        t(
-            "field-amount",
-            amount=amount_text(invoice.amount, invoice.currency),
-            currency=invoice.currency,
-        ),
+        t("field-amount", amount=money(invoice.amount, invoice.currency, t.locale)),
         t("field-title", title=invoice.title),
     ]
     if customer is not None:
@@ -186,17 +157,18 @@ def invoice_card(t: Texts, invoice: InvoiceRow, customer: Customer | None) -> st
     if invoice.test_mode:
         lines.append(t("test-mode-warning"))
     if invoice.amount_received:
-        lines.append(t("field-received", received=received_text(invoice)))
+        lines.append(t("field-received", received=received_text(t, invoice)))
     if invoice.pay_url and not _is_final(invoice):
         lines.append(t("field-pay-link", url=invoice.pay_url))
+        if forward_hint:
+            lines += ["", t("card-forward-hint")]
     return "\n".join(lines)
 
 
-def received_text(invoice: InvoiceRow) -> str:
+def received_text(t: Texts, invoice: InvoiceRow) -> str:
     if not invoice.amount_received:
         return "?"
-    currency = invoice.received_currency or ""
-    return f"{amount_text(invoice.amount_received, currency or None)} {currency}".strip()
+    return money(invoice.amount_received, invoice.received_currency, t.locale)
 
 
 def _is_final(invoice: InvoiceRow) -> bool:
@@ -248,9 +220,8 @@ def notification(t: Texts, invoice: InvoiceRow) -> str:
         public_id=invoice.public_id,
         id=invoice.id,
         title=invoice.title,
-        amount=amount_text(invoice.amount, invoice.currency),
-        currency=invoice.currency,
-        received=received_text(invoice),
+        amount=money(invoice.amount, invoice.currency, t.locale),
+        received=received_text(t, invoice),
     )
     if invoice.outcome != "created":
         text += "\n" + t("notify-unconfirmed-attempt", outcome=status_of_outcome(t, invoice))
@@ -264,14 +235,25 @@ def status_of_outcome(t: Texts, invoice: InvoiceRow) -> str:
     return t(key) if key in t.catalog.keys("en") else invoice.outcome
 
 
-def forward_text(t: Texts, invoice: InvoiceRow) -> str:
+def forward_text(t: Texts, invoice: InvoiceRow, shop: str | None = None) -> str:
+    """The message the customer gets: who asks, for what, how much, how long, where to pay.
+    A title that already says "Invoice" is not prefixed with it again."""
+    bare = invoice.title.casefold().startswith(t("forward-invoice-word").casefold())
+    key = "forward-title-bare" if bare else "forward-title"
+    heading = t(key + ("-shop" if shop else ""), title=invoice.title, shop=shop or "")
+    if invoice.expires_at is not None:
+        validity = t("forward-valid-until", when=when(invoice.expires_at, t.locale))
+    elif invoice.provider == "cryptoprocessing":
+        validity = t("forward-valid-after-pick", duration=duration(15 * 60, t.locale))
+    else:
+        validity = ""
     return t(
         "forward-message",
-        title=invoice.title,
-        amount=amount_text(invoice.amount, invoice.currency),
-        currency=invoice.currency,
+        heading=heading,
+        amount=money(invoice.amount, invoice.currency, t.locale),
+        validity=validity,
         url=invoice.pay_url or "",
-    )
+    ).replace("\n\n", "\n")
 
 
 def settled_notice(t: Texts, invoice: InvoiceRow, outcome: str) -> str:
@@ -279,8 +261,7 @@ def settled_notice(t: Texts, invoice: InvoiceRow, outcome: str) -> str:
     return t(
         f"settled-{outcome}",
         title=invoice.title,
-        amount=amount_text(invoice.amount, invoice.currency),
-        currency=invoice.currency,
+        amount=money(invoice.amount, invoice.currency, t.locale),
         public_id=invoice.public_id,
     )
 
@@ -297,8 +278,7 @@ def admin_alert(t: Texts, alert: AdminAlertRow, invoice: InvoiceRow | None) -> s
             public_id=invoice.public_id,
             provider=invoice.provider,
             merchant=invoice.merchant_id,
-            amount=amount_text(invoice.amount, invoice.currency),
-            currency=invoice.currency,
+            amount=money(invoice.amount, invoice.currency, t.locale),
             reason=invoice.flag_reason or "",
         )
     if alert.kind == "unmatched":
@@ -309,8 +289,7 @@ def admin_alert(t: Texts, alert: AdminAlertRow, invoice: InvoiceRow | None) -> s
             foreign_id=params.get("foreign_id") or "—",
             status=params.get("status") or "",
             received=(
-                f"{amount_text(params['amount'], params.get('currency'))} "
-                f"{params.get('currency') or ''}".strip()
+                money(params["amount"], params.get("currency"), t.locale)
                 if params.get("amount")
                 else "—"
             ),
@@ -326,8 +305,7 @@ def unmatched_list(t: Texts, rows: Sequence[UnmatchedReportRow]) -> str:
     lines = [t("unmatched-header"), ""]
     for row in rows:
         received = (
-            f"{amount_text(row.amount_received, row.received_currency)} "
-            f"{row.received_currency or ''}".strip()
+            money(row.amount_received, row.received_currency, t.locale)
             if row.amount_received
             else "—"
         )
@@ -335,7 +313,7 @@ def unmatched_list(t: Texts, rows: Sequence[UnmatchedReportRow]) -> str:
             t(
                 "unmatched-line",
                 id=row.id,
-                time=row.received_at.strftime("%Y-%m-%d %H:%M UTC"),
+                time=when(row.received_at, t.locale),
                 provider=row.provider,
                 provider_id=row.provider_invoice_id or "—",
                 foreign_id=row.foreign_id or "—",
@@ -346,24 +324,26 @@ def unmatched_list(t: Texts, rows: Sequence[UnmatchedReportRow]) -> str:
     return "\n".join(lines)
 
 
-def invoice_line(t: Texts, invoice: InvoiceRow) -> str:
+def invoice_line(t: Texts, invoice: InvoiceRow, *, admin: bool) -> str:
+    """One line of a list; the merchant column only in an admin's list of everyone's."""
     return t(
-        "list-line",
+        "list-line-admin" if admin else "list-line",
         id=invoice.id,
-        time=invoice.created_at.strftime("%Y-%m-%d %H:%M"),
+        time=when(invoice.created_at, t.locale),
         merchant=invoice.merchant_id,
-        amount=amount_text(invoice.amount, invoice.currency),
-        currency=invoice.currency,
+        amount=money(invoice.amount, invoice.currency, t.locale),
         title=invoice.title,
         status=status_text(t, invoice),
     )
 
 
-def invoice_list(t: Texts, rows: Sequence[InvoiceRow], page: int, pages: int) -> str:
+def invoice_list(
+    t: Texts, rows: Sequence[InvoiceRow], page: int, pages: int, *, admin: bool = False
+) -> str:
     if not rows:
         return t("list-empty")
     lines = [t("list-header", page=page + 1, pages=pages), ""]
-    lines += [invoice_line(t, row) for row in rows]
+    lines += [invoice_line(t, row, admin=admin) for row in rows]
     lines += ["", t("list-hint")]
     return "\n".join(lines)
 
@@ -384,10 +364,11 @@ def invoice_details(
     lines.append(
         t(
             "details-meta",
+            public_id=invoice.public_id,
             provider=invoice.provider,
             merchant=invoice.merchant_id,
             provider_id=invoice.provider_invoice_id or "—",
-            created=invoice.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            created=when(invoice.created_at, t.locale),
         )
     )
     if customer is not None:
@@ -398,12 +379,16 @@ def invoice_details(
         lines.append(t("details-flagged", reason=invoice.flag_reason))
     lines += ["", t("details-history")]
     for event in events[-30:]:  # the newest, so the message stays under Telegram's limit
-        lines.append(
-            t(
-                "details-event",
-                time=event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                kind=event.kind,
-                status=event.status or "",
-            )
-        )
+        lines.append(t("details-event", time=when(event.created_at, t.locale),
+                       event=event_text(t, event)))  # fmt: skip
     return "\n".join(lines)
+
+
+def event_text(t: Texts, event: InvoiceEventRow) -> str:
+    """A history entry in words: "Created at the provider", "Status: paid"."""
+    key = f"event-{event.kind}"
+    if key not in t.catalog.keys("en"):
+        return event.kind
+    status_key = f"status-{event.status}"
+    status = t(status_key) if status_key in t.catalog.keys("en") else (event.status or "")
+    return t(key, status=status)

@@ -52,10 +52,13 @@ async def test_admin_pages_through_all_invoices_and_merchants_see_their_own(
 
     own = await olek.reply("/invoices")
     assert "Olek order" in own.text and "Mira" not in own.text
+    assert "merchant" not in own.text and f"merchant {MERCHANT_ID}" in page2.text
 
     details = await admin.reply("/invoice 12")
     assert "Olek order" in details.text and "History" in details.text
-    assert "attempt" in details.text and "created" in details.text
+    # History in words, with times and their zone.
+    assert "UTC · Sent to the provider" in details.text
+    assert "UTC · Created at the provider" in details.text
     assert "Customer reference" in details.text
     assert "No invoice" in (await mira.reply("/invoice 12")).text  # not hers
     assert "Usage" in (await admin.reply("/invoice")).text

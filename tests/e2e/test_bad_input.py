@@ -107,12 +107,12 @@ async def test_edit_from_the_preview_changes_one_field_and_returns(
     menu = await m.click(preview, "Edit")
     await m.click(menu, "Title")
     preview = await m.reply("New title")
-    assert "New title" in preview.text and "100.00 EUR" in preview.text
+    assert "New title" in preview.text and "100.00\u00a0EUR" in preview.text
 
     menu = await m.click(preview, "Edit")
     await m.click(menu, "Amount")
     preview = await m.reply("250.5")
-    assert "250.50 EUR" in preview.text and "New title" in preview.text
+    assert "250.50\u00a0EUR" in preview.text and "New title" in preview.text
 
     await confirm(telegram, m, preview)
     [invoice] = cryptoprocessing.invoices.values()

@@ -32,7 +32,7 @@ async def test_natural_person_invoice_gives_the_merchant_a_pay_link(
     assert "email" in email_question.text.lower()
     preview = await merchant.reply("friedrich@example.com")
 
-    assert "1\u202f234.56 EUR" in preview.text
+    assert "1,234.56\u00a0EUR" in preview.text
     assert "Order 42: blue widgets" in preview.text
     assert "Friedrich Müller, born 1995-08-17" in preview.text
     assert cryptoprocessing.create_calls == 0
@@ -69,5 +69,5 @@ async def test_natural_person_invoice_gives_the_merchant_a_pay_link(
 
     admin = telegram.user(ADMIN_ID, "Root")
     listing = await admin.reply("/invoices")
-    assert "1\u202f234.56 EUR" in listing.text and "Order 42: blue widgets" in listing.text
+    assert "1,234.56\u00a0EUR" in listing.text and "Order 42: blue widgets" in listing.text
     assert f"merchant {MERCHANT_ID}" in listing.text

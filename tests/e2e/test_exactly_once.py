@@ -123,7 +123,7 @@ async def test_a_conversation_survives_a_restart(
     )
     card = await confirm(telegram, merchant, preview)
 
-    assert "77.70 EUR" in card.text and "After restart" in card.text
+    assert "77.70\u00a0EUR" in card.text and "After restart" in card.text
     [invoice] = cryptoprocessing.invoices.values()
     assert invoice["request"]["title"] == "After restart"
 
