@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ from bot.i18n import Catalog
 from bot.providers import ProviderRegistry, build_providers
 from bot.providers.base import ProviderError
 from bot.services.access import ADMIN_COMMANDS, MERCHANT_COMMANDS, AccessPolicy
-from bot.services.conversation import ConversationService
+from bot.services.conversation import STEPS, ConversationService, Step
 from bot.services.currencies import CurrencyCatalog
 from bot.services.customers import CustomerService
 from bot.services.drafts import DraftService
@@ -246,7 +247,11 @@ class BotRuntime:
                     logger.info("admin command menu not set for one admin (no chat yet)")
 
 
-def build_runtime(settings: Settings, *, provider_transport: Any = None) -> BotRuntime:
+def build_runtime(
+    settings: Settings, *, provider_transport: Any = None, steps: Sequence[Step] = STEPS
+) -> BotRuntime:
+    """Wire one bot. `steps` is the conversation's step table (an extension point: a
+    deployment, or a test, may add a question without touching the chat layer)."""
     engine = create_engine(settings.database_url)
     sessions = create_session_factory(engine)
     providers = build_providers(settings, provider_transport)
@@ -289,6 +294,7 @@ def build_runtime(settings: Settings, *, provider_transport: Any = None) -> BotR
             invoices=invoices,
             requirements=provider.requirements,
             max_amount=settings.max_invoice_amount,
+            steps=steps,
         ),
         requirements=provider.requirements,
         payments=payments,

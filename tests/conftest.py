@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 
 from bot.app import BotRuntime, build_runtime
 from bot.config import Settings
+from bot.services.conversation import STEPS, Step
 from bot.logging_setup import quiet_noisy_loggers
 from tests.fakes.cryptocloud_api import FakeCryptoCloud
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
@@ -147,7 +148,10 @@ async def start_bot(
     running: list[BotRuntime] = []
 
     async def start(
-        provider: FakeCryptoProcessing | FakeCryptoCloud, **overrides: Any
+        provider: FakeCryptoProcessing | FakeCryptoCloud,
+        *,
+        steps: Sequence[Step] = STEPS,
+        **overrides: Any,
     ) -> BotRuntime:
         settings = settings_for(tmp_path, telegram, provider, **overrides)
         request.node.stash[SECRETS_KEY] = [
@@ -161,7 +165,7 @@ async def start_bot(
             )
             if secret is not None
         ]
-        runtime = build_runtime(settings)
+        runtime = build_runtime(settings, steps=steps)
         await runtime.start(poll_timeout=1)
         running.append(runtime)
         return runtime

@@ -135,13 +135,25 @@ def _check_precision(draft: Draft, flow: Flow) -> Note:
     return None
 
 
-def _parse_amount(text: str, flow: Flow) -> tuple[Decimal, str | None]:
-    return parse_amount_and_currency(text, known=flow.currencies, max_amount=flow.max_amount)
+def _parse_amount(text: str, flow: Flow) -> tuple[Decimal, str | None, str | None]:
+    """`150`, `150 USD`, `€150`, or the whole one-line grammar (`95 April lessons`)."""
+    try:
+        amount, currency = parse_amount_and_currency(
+            text, known=flow.currencies, max_amount=flow.max_amount
+        )
+        return amount, currency, None
+    except InputError as exc:
+        line = parse_line(text, known=flow.currencies, max_amount=flow.max_amount)
+        if line.amount is None or line.errors:
+            raise (line.errors[0] if line.errors else exc) from None
+        return line.amount, line.currency, line.title
 
 
-def _store_amount(draft: Draft, value: tuple[Decimal, str | None], flow: Flow) -> Note:
-    amount, currency = value
+def _store_amount(draft: Draft, value: tuple[Decimal, str | None, str | None], flow: Flow) -> Note:
+    amount, currency, title = value
     draft.amount = amount
+    if title is not None and draft.title is None:
+        draft.title = title
     if currency is not None:
         if currency not in flow.currencies:
             return InputError("error-currency-unsupported", currency=currency)
