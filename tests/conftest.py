@@ -11,8 +11,8 @@ import pytest
 
 from bot.app import BotRuntime, build_runtime
 from bot.config import Settings
-from bot.services.conversation import STEPS, Step
 from bot.logging_setup import quiet_noisy_loggers
+from bot.services.conversation import STEPS, Step
 from tests.fakes.cryptocloud_api import FakeCryptoCloud
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
 from tests.fakes.telegram_api import FakeTelegram
