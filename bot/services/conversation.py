@@ -49,6 +49,8 @@ from storage.types import utcnow
 
 PREVIEW = "preview"
 EDIT_MENU = "edit"
+# Button codes of earlier versions, still on merchants' screens: what they mean now.
+LEGACY_ACTIONS = {"st": "cus"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +432,10 @@ class ConversationService:
             return self._edit_menu(draft, flow)
         if action == "ed" and draft.step == PREVIEW:
             return await self._edit(draft, arg, flow)
+        # Buttons sent before the payer's kind joined the customer step still count there.
+        action = LEGACY_ACTIONS.get(action, action)
+        if action == "cus" and arg == "new" and draft.step == "customer":
+            return await self._prompt(draft, flow, None)  # the old "New customer": ask again
         step = self._by_button.get(action)
         if step is None or step.pick is None or draft.step != step.name:
             return Stale()
