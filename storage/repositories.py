@@ -323,6 +323,30 @@ class InvoiceRepository:
             await session.commit()
             return bool(result.rowcount)
 
+    async def has_event(self, invoice_id: int, kind: str) -> bool:
+        async with self._sessions() as session:
+            result = await session.exec(
+                select(InvoiceEventRow.id).where(
+                    InvoiceEventRow.invoice_id == invoice_id, InvoiceEventRow.kind == kind
+                )
+            )
+            return result.first() is not None
+
+    async def cap_settle_after(self, latest: dt.datetime, parked: dt.timedelta) -> None:
+        """At start-up: no unknown attempt waits past `latest` (a dead process's lease),
+        except those parked for the admins."""
+        async with self._sessions() as session:
+            await session.exec(
+                update(InvoiceRow)
+                .where(
+                    col(InvoiceRow.outcome) == "unknown",
+                    col(InvoiceRow.settle_after) > latest,
+                    col(InvoiceRow.settle_after) < latest + parked,
+                )
+                .values(settle_after=latest)
+            )
+            await session.commit()
+
     async def postpone_settle(self, invoice_id: int, until: dt.datetime) -> None:
         async with self._sessions() as session:
             await session.exec(

@@ -438,11 +438,13 @@ class ConversationService:
             return await self._prompt(draft, flow, None)  # the old "New customer": ask again
         step = self._by_button.get(action)
         if step is None or step.pick is None or draft.step != step.name:
-            return Stale()
+            # This draft's button, but of a question already answered (perhaps just before a
+            # restart, so its message still shows it): show where the draft stands now.
+            return await self._prompt(draft, flow, None)
         try:
             value = step.pick(arg, flow)
         except InputError:
-            return Stale()
+            return await self._prompt(draft, flow, None)
         return await self._store(draft, step, value, flow)
 
     async def cancel(self, merchant_id: int, chat_id: int) -> Closed | None:

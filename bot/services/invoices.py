@@ -219,6 +219,11 @@ class InvoiceService:
             return await self._give_up(
                 live, draft, f"{live.provider} keys are no longer configured; settle by hand"
             )
+        # Written before the call: if this process dies after the provider cancelled it, the
+        # next settle knows that an "invalid state" may be our own cancel.
+        tried_before = await self._invoices.has_event(live.id, "settling")
+        await self._invoices.record(live.id, event="settling")
+        found: CreatedInvoice | None = None
         try:
             found = await provider.resolve_unknown(live.public_id, live.created_at)
             if found is not None and draft is not None and await self._same_order(live, draft):
@@ -226,7 +231,16 @@ class InvoiceService:
             if found is not None:
                 # It exists but is no longer what the merchant wants: it must not stay payable.
                 await provider.cancel(found.provider_invoice_id, live.public_id)
-        except (ProviderValidationError, ProviderStateRefused, ProviderAuthError) as exc:
+        except ProviderStateRefused as exc:
+            if not tried_before:
+                return await self._give_up(
+                    live, draft, f"{live.provider} refused to settle it ({exc.code})"
+                )
+            # An earlier settle may have cancelled it before the bot died: taken as voided.
+            # Were it paid instead, the provider's callback still arrives, and a payment on a
+            # voided attempt is announced to the merchant and flagged to the admins.
+            logger.info("invoice %s: cancelled by an earlier settle", live.id)
+        except (ProviderValidationError, ProviderAuthError) as exc:
             # A definite refusal other than "no such invoice": it may even be paid.
             return await self._give_up(
                 live, draft, f"{live.provider} refused to settle it ({exc.code})"
@@ -259,6 +273,7 @@ class InvoiceService:
             status=found.status,
             replaces=lower_statuses(found.status),
             notified_status=found.status,
+            message_id=live.preview_message_id,
             provider_invoice_id=found.provider_invoice_id,
             pay_url=found.pay_url,
             expires_at=found.expires_at,
@@ -338,6 +353,9 @@ class InvoiceService:
             status=created.status,
             replaces=lower_statuses(created.status),
             notified_status=created.status,  # the card about to be shown tells this one
+            # The preview becomes the card: known now, so a crash before the card is drawn
+            # still leaves the notifier a card to keep up to date.
+            message_id=message_id,
             provider_invoice_id=created.provider_invoice_id,
             pay_url=created.pay_url,
             expires_at=created.expires_at,
@@ -422,7 +440,9 @@ class InvoiceService:
 
     async def recover_interrupted(self, older_than: dt.timedelta = dt.timedelta(seconds=0)) -> int:
         """Attempts a crash left in 'creating' become 'unknown', settled once the request
-        could no longer be running at the provider."""
+        could no longer be running at the provider; settle leases a crash left behind are
+        released (no more than the provider's own wait remains)."""
+        await self._invoices.cap_settle_after(utcnow() + self._wait_window, PARKED)
         rows = await self._invoices.stale_creating(utcnow() - older_than)
         for row in rows:
             assert row.id is not None

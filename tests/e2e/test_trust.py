@@ -436,3 +436,33 @@ async def test_cryptocloud_postback_with_a_numeric_id_claim_and_a_loose_form(
 
     assert response.status_code == 200
     await telegram.wait_for(lambda: "Status: paid" in current(telegram, card).text or None)
+
+
+async def test_a_settle_cut_off_after_its_cancel_is_not_mistaken_for_a_paid_invoice(
+    telegram: FakeTelegram, cryptoprocessing: FakeCryptoProcessing, start_bot: BotStarter
+) -> None:
+    """The bot cancelled the lost attempt, then died before writing it down; the next cancel
+    is answered "invalid state" (already cancelled): voided, not handed to the admins."""
+    first = await start_bot(cryptoprocessing, provider_timeout_seconds=1.0)
+    merchant = telegram.user(MERCHANT_ID)
+    preview = await preview_for(cryptoprocessing, merchant)
+    cryptoprocessing.delay_next(3.0, create_anyway=True)
+    await confirm(telegram, merchant, preview)
+    [lost] = cryptoprocessing.invoices.values()
+    await first.stop()
+    # What the dead process managed: it noted the settle and the provider cancelled it.
+    sessions = create_session_factory(first.engine)
+    row = await InvoiceRepository(sessions).get_by_public_id(lost["foreign_id"])
+    assert row is not None and row.id is not None
+    await InvoiceRepository(sessions).record(row.id, event="settling")
+    lost["status"] = "failed"
+    await first.engine.dispose()
+
+    await start_bot(cryptoprocessing, provider_timeout_seconds=1.0)
+    card = await telegram.wait_for(
+        lambda: current(telegram, preview) if "nothing payable" in current(telegram, preview).text
+        else None, timeout=8,
+    )  # fmt: skip
+    card = await confirm(telegram, merchant, card)
+    assert card.button("pay link")
+    assert not [t for t in admin_texts(telegram) if "Check invoice" in t]
