@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit format bench clean
+.PHONY: run test lint typecheck unit format bench crash clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -34,6 +34,10 @@ format: $(STAMP)
 bench: $(STAMP)  ## Print speed and memory figures
 	$(BIN)/python -m bench.invoice_path
 	$(BIN)/python -m bench.callbacks
+	$(BIN)/python -m bench.bot_api_calls
+
+crash: $(STAMP)  ## Kill the bot (SIGKILL) 100 times mid-work; print figures and invariants
+	$(BIN)/python -m bench.crash --kills $(or $(KILLS),100) --seed $(or $(SEED),1)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
