@@ -303,3 +303,35 @@ async def test_a_step_is_one_row_in_the_table(
     draft = await bot.services.conversation.current(MERCHANT_ID, m.chat_id)
     assert draft is not None and draft.extra["order_ref"] == "REF-7"
     assert draft.step == "customer"
+
+
+@pytest.mark.parametrize(
+    ("field", "typed", "shown"),
+    [("Legal name", "Acme Holding AG", "Acme Holding AG"), ("Country", "AT", "Austria (AUT)")],
+)
+async def test_edit_a_legal_entity_detail(
+    telegram: FakeTelegram,
+    cryptoprocessing: FakeCryptoProcessing,
+    start_bot: BotStarter,
+    field: str,
+    typed: str,
+    shown: str,
+) -> None:
+    await start_bot(cryptoprocessing)
+    m = telegram.user(MERCHANT_ID)
+    question = await m.reply("/new 100 EUR Widgets")
+    await m.click(question, "Legal entity")
+    await m.reply("Acme Widgets GmbH")
+    await m.reply("DE")
+    preview = await m.reply("billing@example.org")
+    before = preview.text
+
+    await m.click(await m.click(preview, "Edit"), field)
+    preview = await m.reply(typed)
+
+    changed = [(a, b) for a, b in zip(before.splitlines(), preview.text.splitlines(), strict=True)
+               if a != b]  # fmt: skip
+    assert len(changed) == 1 and shown in changed[0][1], changed
+    await confirm(telegram, m, preview)
+    [invoice] = cryptoprocessing.invoices.values()
+    assert invoice["request"]["sender_type"] == "legal"
