@@ -28,7 +28,54 @@ logger = logging.getLogger(__name__)
 SWEEP_SECONDS = 30.0
 
 
-class Notifier:
+class BackgroundLoop:
+    """A task that runs `round()` when woken, or after the delay the last round asked for.
+
+    Stopping lets a round in progress finish: a half-told change would be told twice.
+    """
+
+    name = "loop"
+
+    def __init__(self, bot: Bot, services: BotServices) -> None:
+        self._bot = bot
+        self._services = services
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=10)
+            except TimeoutError:
+                logger.warning("%s did not finish its round in time", self.name)
+            self._task = None
+
+    async def round(self) -> float:
+        """Do one round; return how long to sleep before the next if nobody wakes us."""
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                delay = await self.round()
+            except Exception:  # keep going after a bad round; the next one retries
+                logger.exception("%s round failed", self.name)
+                delay = SWEEP_SECONDS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
+
+
+class Notifier(BackgroundLoop):
     """Tells merchants about status changes, once each, in the order they were stored.
 
     Callbacks only store and wake it, so providers get their 200 at once; a periodic sweep
@@ -36,42 +83,15 @@ class Notifier:
     tracked apart, so a redrawn card never re-sends a message, and the reverse.
     """
 
+    name = "notifier"
+
     def __init__(self, bot: Bot, services: BotServices) -> None:
-        self._bot = bot
-        self._services = services
-        self._wake = asyncio.Event()
-        self._stopping = False
+        super().__init__(bot, services)
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="notifier")
-
-    async def stop(self) -> None:
-        """Let a round in progress finish (a half-told change would be told twice)."""
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, timeout=10)
-            except TimeoutError:
-                logger.warning("notifier did not finish its round in time")
-            self._task = None
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=SWEEP_SECONDS)
-            self._wake.clear()
-            if self._stopping:
-                return
-            try:
-                await self.flush()
-            except Exception:  # keep notifying after a bad round; the next sweep retries
-                logger.exception("notifier round failed")
+    async def round(self) -> float:
+        await self.flush()
+        return SWEEP_SECONDS
 
     async def flush(self) -> int:
         async with self._lock:
@@ -224,7 +244,7 @@ async def present_invoice(
         )
 
 
-class Settler:
+class Settler(BackgroundLoop):
     """Settles attempts whose create answer was lost, in the background, within seconds.
 
     It sleeps until the next attempt is due (a timeout waits out the provider's own), so an
@@ -232,40 +252,11 @@ class Settler:
     tells the merchant what became of the attempt.
     """
 
-    def __init__(self, bot: Bot, services: BotServices) -> None:
-        self._bot = bot
-        self._services = services
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
+    name = "settler"
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="settler")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, timeout=10)
-            except TimeoutError:
-                logger.warning("settler did not finish its round in time")
-            self._task = None
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                await self.flush()
-                delay = await self._until_next()
-            except Exception:  # keep settling after a bad round
-                logger.exception("settler round failed")
-                delay = SWEEP_SECONDS
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            self._wake.clear()
+    async def round(self) -> float:
+        await self.flush()
+        return await self._until_next()
 
     async def _until_next(self) -> float:
         next_at = await self._services.invoices.next_settle_at()
