@@ -57,6 +57,8 @@ class DraftRow(SQLModel, table=True):
     state: str = Field(default="open", max_length=16)  # open | submitted | cancelled
     step: str = Field(default="amount", max_length=32)  # where the conversation stands
     payload: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    # True once a closed draft's payload holds no personal data any more.
+    scrubbed: bool = False
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

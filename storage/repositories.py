@@ -105,18 +105,29 @@ class DraftRepository:
             )
             return result.first()
 
-    async def start(self, row: DraftRow) -> DraftRow:
-        """Open a new draft, closing any draft still open in that chat in the same transaction."""
+    async def start(
+        self, row: DraftRow, *, scrub: Callable[[DraftRow], str] | None = None
+    ) -> DraftRow:
+        """Open a new draft, closing any draft still open in that chat in the same
+        transaction; `scrub` gives a closed draft's payload without personal data (without
+        it, the sweep scrubs it later)."""
         async with self._sessions() as session:
-            await session.exec(
-                update(DraftRow)
-                .where(
-                    col(DraftRow.merchant_id) == row.merchant_id,
-                    col(DraftRow.chat_id) == row.chat_id,
-                    col(DraftRow.state) == "open",
+            result = await session.exec(
+                select(DraftRow).where(
+                    DraftRow.merchant_id == row.merchant_id,
+                    DraftRow.chat_id == row.chat_id,
+                    DraftRow.state == "open",
                 )
-                .values(state="cancelled", updated_at=utcnow())
             )
+            for previous in result.all():
+                await session.exec(
+                    update(DraftRow)
+                    .where(col(DraftRow.id) == previous.id, col(DraftRow.state) == "open")
+                    .values(
+                        state="cancelled", updated_at=utcnow(),
+                        **({"payload": scrub(previous), "scrubbed": True} if scrub else {}),
+                    )
+                )  # fmt: skip
             session.add(row)
             await session.commit()
             return row
@@ -139,16 +150,40 @@ class DraftRepository:
             )
             return result.all()
 
-    async def transition(self, draft_id: str, from_state: str, to_state: str) -> bool:
-        """Compare-and-set the draft state; False when someone else moved it first."""
+    async def transition(
+        self, draft_id: str, from_state: str, to_state: str, *, payload: str | None = None
+    ) -> bool:
+        """Compare-and-set the draft state; False when someone else moved it first. A
+        `payload` given is stored with it (the draft without personal data, on close)."""
+        values: dict[str, Any] = {"state": to_state, "updated_at": utcnow()}
+        if payload is not None:
+            values |= {"payload": payload, "scrubbed": True}
         async with self._sessions() as session:
             result = await session.exec(
                 update(DraftRow)
                 .where(col(DraftRow.id) == draft_id, col(DraftRow.state) == from_state)
-                .values(state=to_state, updated_at=utcnow())
+                .values(**values)
             )
             await session.commit()
             return bool(result.rowcount)
+
+    async def unscrubbed_closed(self, limit: int) -> Sequence[DraftRow]:
+        async with self._sessions() as session:
+            result = await session.exec(
+                select(DraftRow)
+                .where(DraftRow.state != "open", col(DraftRow.scrubbed).is_(False))
+                .limit(limit)
+            )
+            return result.all()
+
+    async def scrub(self, draft_id: str, payload: str) -> None:
+        async with self._sessions() as session:
+            await session.exec(
+                update(DraftRow)
+                .where(col(DraftRow.id) == draft_id, col(DraftRow.state) != "open")
+                .values(payload=payload, scrubbed=True)
+            )
+            await session.commit()
 
 
 def _add_alert(session: AsyncSession, kind: str, ref: str, params: dict[str, Any]) -> None:

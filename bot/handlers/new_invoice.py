@@ -213,9 +213,11 @@ async def _refused(
 
 
 async def expire_idle(context: BotContext) -> None:
-    """Job: close drafts left idle longer than CONVERSATION_TIMEOUT_SECONDS, and say so."""
+    """Job: close drafts left idle longer than CONVERSATION_TIMEOUT_SECONDS, and say so;
+    scrub personal data left in closed drafts."""
     services = context.services
     idle = dt.timedelta(seconds=services.settings.conversation_timeout_seconds)
+    await services.drafts.sweep_closed()  # personal data a closed draft may still hold
     for closed in await services.conversation.expire_idle(idle):
         t = services.catalog.texts(closed.draft.extra.get("locale"))
         try:

@@ -44,6 +44,21 @@ def sender_text(t: Texts, sender: Sender) -> str:
     )
 
 
+def masked_sender(t: Texts, sender: Sender) -> str:
+    """A payer as cards, lists and notices show them (they may sit in groups): initials, the
+    surname's last letters and the birth year only (`A. L…ce, 1990`). A legal entity's name
+    is not personal data and is shown."""
+    if isinstance(sender, NaturalPerson):
+        last = sender.last_name
+        tail = last[-2:] if len(last) > 3 else ""
+        return t(
+            "sender-natural-masked",
+            initials=f"{sender.first_name[:1]}. {last[:1]}…{tail}",
+            year=sender.date_of_birth.year,
+        )
+    return sender_text(t, sender)
+
+
 def button(text: str, data: str) -> InlineKeyboardButton:
     return InlineKeyboardButton(text, callback_data=data)
 
@@ -152,7 +167,7 @@ def invoice_card(
     ]
     if customer is not None:
         lines.append(t("field-customer"))
-        lines.append(sender_text(t, customer.sender))
+        lines.append(masked_sender(t, customer.sender))
     lines.append(t("field-status", status=status_text(t, invoice)))
     if invoice.test_mode:
         lines.append(t("test-mode-warning"))

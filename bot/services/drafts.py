@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import secrets
@@ -13,6 +14,10 @@ from storage.models import DraftRow
 from storage.repositories import DraftRepository
 
 _DECIMAL_FIELDS = {"amount"}
+# What identifies the payer: kept only while the draft is open (the provider needs it at
+# Confirm, and the customer record keeps what a repeat invoice needs), removed on close.
+PERSONAL_FIELDS = ("first_name", "last_name", "date_of_birth", "legal_name", "country_alpha3",
+                   "email")  # fmt: skip
 _DATE_FIELDS = {"date_of_birth"}
 
 
@@ -47,6 +52,18 @@ def decode_draft(row: DraftRow) -> Draft:
     )
 
 
+def closed_payload(draft: Draft) -> str:
+    """The draft as it is kept once closed: without the payer's personal data."""
+    scrubbed = copy.copy(draft)
+    for name in PERSONAL_FIELDS:
+        setattr(scrubbed, name, None)
+    return _encode(scrubbed)
+
+
+def _scrub_row(row: DraftRow) -> str:
+    return closed_payload(decode_draft(row))
+
+
 class DraftService:
     def __init__(self, repository: DraftRepository) -> None:
         self._repository = repository
@@ -57,7 +74,7 @@ class DraftService:
             id=draft.id, merchant_id=draft.merchant_id, chat_id=draft.chat_id, step=draft.step,
             payload=_encode(draft),
         )  # fmt: skip
-        return decode_draft(await self._repository.start(row))
+        return decode_draft(await self._repository.start(row, scrub=_scrub_row))
 
     @staticmethod
     def new(merchant_id: int, chat_id: int) -> Draft:
@@ -74,7 +91,9 @@ class DraftService:
     async def cancel(self, merchant_id: int, chat_id: int) -> Draft | None:
         """Close the chat's open draft; the draft as it was, or None if none was open."""
         row = await self._repository.open_for(merchant_id, chat_id)
-        if row is None or not await self._repository.transition(row.id, "open", "cancelled"):
+        if row is None or not await self._repository.transition(
+            row.id, "open", "cancelled", payload=_scrub_row(row)
+        ):
             return None
         return decode_draft(row)
 
@@ -82,6 +101,16 @@ class DraftService:
         """Close drafts nobody touched since `idle_since`; each is closed once (CAS)."""
         closed = []
         for row in await self._repository.idle_open(idle_since):
-            if await self._repository.transition(row.id, "open", "cancelled"):
+            if await self._repository.transition(
+                row.id, "open", "cancelled", payload=_scrub_row(row)
+            ):
                 closed.append(decode_draft(row))
         return closed
+
+    async def sweep_closed(self, limit: int = 200) -> int:
+        """Remove personal data any closed draft still holds (closed by an older version, or
+        by a process that died between closing and scrubbing). Returns how many."""
+        rows = await self._repository.unscrubbed_closed(limit)
+        for row in rows:
+            await self._repository.scrub(row.id, _scrub_row(row))
+        return len(rows)

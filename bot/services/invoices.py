@@ -30,7 +30,7 @@ from bot.providers.base import (
     ProviderValidationError,
 )
 from bot.services.customers import CustomerService
-from bot.services.drafts import decode_draft
+from bot.services.drafts import closed_payload, decode_draft
 from bot.services.payments import PaymentService, lower_statuses
 from storage.models import InvoiceEventRow, InvoiceRow
 from storage.repositories import (
@@ -279,7 +279,9 @@ class InvoiceService:
             expires_at=found.expires_at,
             settle_after=None,
         )
-        await self._drafts.transition(live.draft_id, "open", "submitted")
+        await self._drafts.transition(
+            live.draft_id, "open", "submitted", payload=closed_payload(draft)
+        )
         await self._payments.replay_unmatched(row)
         logger.info("invoice %s: recovered from the provider after a lost answer", live.id)
         return Settled(row, "recovered", draft, await self._customer_of(row))
@@ -360,7 +362,7 @@ class InvoiceService:
             pay_url=created.pay_url,
             expires_at=created.expires_at,
         )
-        await self._drafts.transition(draft.id, "open", "submitted")
+        await self._drafts.transition(draft.id, "open", "submitted", payload=closed_payload(draft))
         if customer is not None:
             await self._customers.touch(customer.id)
         if self._provider.name in self._auth_alert_standing:
