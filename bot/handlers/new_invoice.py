@@ -83,7 +83,7 @@ async def on_text(update: Update, context: BotContext) -> None:
     t = texts_for(update, context)
     assert update.message is not None and update.message.text is not None
     prompt = await context.services.conversation.answer(
-        merchant_id, chat_id, update.message.text, t.locale
+        merchant_id, chat_id, update.message.text, t.locale, update.update_id
     )
     if prompt is None:
         await _send(update, t("no-draft"))
@@ -125,8 +125,9 @@ async def on_button(update: Update, context: BotContext) -> None:
         )
         return
     result = await conversation.press(
-        merchant_id, chat_id, button.draft_id, button.action, button.arg, t.locale
-    )
+        merchant_id, chat_id, button.draft_id, button.action, button.arg, t.locale,
+        update.update_id,
+    )  # fmt: skip
     if isinstance(result, Stale):
         await answer(query, t("stale-button"))
         return

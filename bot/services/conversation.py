@@ -399,12 +399,20 @@ class ConversationService:
         prompt.notice = "previous-attempt-settling" if settling else "new-intro"
         return prompt
 
-    async def answer(self, merchant_id: int, chat_id: int, text: str, locale: str) -> Prompt | None:
-        """A typed answer to the draft's current step; None when no draft is open."""
+    async def answer(
+        self, merchant_id: int, chat_id: int, text: str, locale: str, update_id: int = 0
+    ) -> Prompt | None:
+        """A typed answer to the draft's current step; None when no draft is open.
+
+        `update_id` makes it idempotent: Telegram sends an update again when the bot died
+        before confirming it, and an answer already applied must not count for the next step.
+        """
         draft = await self._drafts.current(merchant_id, chat_id)
         if draft is None:
             return None
         flow = await self._flow(draft, locale)
+        if _seen(draft, update_id):
+            return await self._prompt(draft, flow, None)  # applied before: ask what's next
         step = self._by_name.get(draft.step)
         if step is None:  # the preview (or a step a newer version removed): ask what's missing
             draft.step = next_step(draft, flow, self._steps)
@@ -420,7 +428,14 @@ class ConversationService:
         return await self._store(draft, step, value, flow)
 
     async def press(
-        self, merchant_id: int, chat_id: int, draft_id: str, action: str, arg: str, locale: str
+        self,
+        merchant_id: int,
+        chat_id: int,
+        draft_id: str,
+        action: str,
+        arg: str,
+        locale: str,
+        update_id: int = 0,
     ) -> Prompt | Stale:
         """A button of the open draft: a choice, Edit, a field to edit, or Back. A button of
         another draft, or of a step the draft has left, changes nothing."""
@@ -428,6 +443,8 @@ class ConversationService:
         if draft is None or draft.id != draft_id:
             return Stale()
         flow = await self._flow(draft, locale)
+        if _seen(draft, update_id):
+            return await self._prompt(draft, flow, None)
         if action == "edit" and draft.step == PREVIEW:
             return self._edit_menu(draft, flow)
         if action == "ed" and draft.step == PREVIEW:
@@ -508,6 +525,17 @@ class ConversationService:
             draft, step.name, step.question(draft, flow), flow.customer, choices, step.button,
             error,
         )  # fmt: skip
+
+
+def _seen(draft: Draft, update_id: int) -> bool:
+    """Whether this update was applied already; otherwise it is noted in the draft, and
+    saved with the answer it carries (Telegram's update ids only grow)."""
+    if update_id <= 0:
+        return False
+    if update_id <= int(draft.extra.get("update", "0")):
+        return True
+    draft.extra["update"] = str(update_id)
+    return False
 
 
 def _detach(draft: Draft, customer: Customer) -> None:
