@@ -418,12 +418,21 @@ async def card_button(update: Update, context: BotContext) -> None:
                 )
 
 
+async def _refused_unless_admin(update: Update, context: BotContext) -> bool:
+    """Tells a merchant an admin command is for admins; True when it was refused."""
+    assert update.effective_chat is not None
+    if role_of(update, context) is Role.ADMIN:
+        return False
+    t = texts_for(update, context)
+    await update.effective_chat.send_message(t("admin-only"), parse_mode=ParseMode.HTML)
+    return True
+
+
 async def unmatched_command(update: Update, context: BotContext) -> None:
     """Admins: payment reports for invoices the bot does not know, newest first."""
     t = texts_for(update, context)
     assert update.effective_chat is not None
-    if role_of(update, context) is not Role.ADMIN:
-        await update.effective_chat.send_message(t("admin-only"), parse_mode=ParseMode.HTML)
+    if await _refused_unless_admin(update, context):
         return
     rows = await context.services.payments.unmatched()
     await update.effective_chat.send_message(
@@ -435,8 +444,7 @@ async def callbacks_command(update: Update, context: BotContext) -> None:
     """Shows admins the URL to paste into the provider's dashboard."""
     t = texts_for(update, context)
     assert update.effective_chat is not None
-    if role_of(update, context) is not Role.ADMIN:
-        await update.effective_chat.send_message(t("admin-only"), parse_mode=ParseMode.HTML)
+    if await _refused_unless_admin(update, context):
         return
     settings = context.services.settings
     url = settings.callback_url(settings.provider)

@@ -48,6 +48,17 @@ async def preview_for(fake: Provider, merchant: FakeUser, title: str = "Widgets"
     )
 
 
+async def lost_by_timeout(
+    telegram: FakeTelegram, fake: Provider, start_bot: BotStarter
+) -> tuple[FakeUser, BotMessage]:
+    """A merchant's Confirm whose create was made at the provider but never answered."""
+    await start_bot(fake, provider_timeout_seconds=1.0)
+    merchant = telegram.user(MERCHANT_ID)
+    preview = await preview_for(fake, merchant)
+    fake.delay_next(3.0, create_anyway=True)
+    return merchant, await confirm(telegram, merchant, preview)
+
+
 def chat_texts(telegram: FakeTelegram, user: FakeUser) -> list[str]:
     return [m.text for m in telegram.chat_messages(user.chat_id)]
 
@@ -110,12 +121,7 @@ async def test_a_timeout_then_new_for_the_same_order_leaves_one_payable_invoice(
     provider_name: str,
 ) -> None:
     fake: Provider = cryptoprocessing if provider_name == "cryptoprocessing" else cryptocloud
-    await start_bot(fake, provider_timeout_seconds=1.0)
-    merchant = telegram.user(MERCHANT_ID)
-    preview = await preview_for(fake, merchant)
-    fake.delay_next(3.0, create_anyway=True)  # made at the provider, the answer never arrives
-
-    card = await confirm(telegram, merchant, preview)
+    merchant, card = await lost_by_timeout(telegram, fake, start_bot)
     assert "did not answer in time" in card.text and "in 2 s" in card.text
 
     # The merchant gives up on it and types the same order again.
@@ -140,11 +146,7 @@ async def test_cancel_with_an_unsettled_attempt_never_says_nothing_was_created(
     provider_name: str,
 ) -> None:
     fake: Provider = cryptoprocessing if provider_name == "cryptoprocessing" else cryptocloud
-    await start_bot(fake, provider_timeout_seconds=1.0)
-    merchant = telegram.user(MERCHANT_ID)
-    preview = await preview_for(fake, merchant)
-    fake.delay_next(3.0, create_anyway=True)
-    await confirm(telegram, merchant, preview)
+    merchant, _ = await lost_by_timeout(telegram, fake, start_bot)
 
     answer = await merchant.reply("/cancel")
 
