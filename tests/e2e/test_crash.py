@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.crash import CrashConfig, run_crash_test
+
+# Run by `make crash` (and `pytest -m crash`), not by `make test`: kill moments follow the
+# machine's timing, and one failure class is still open (see README, "Known limits").
+pytestmark = pytest.mark.crash
 
 KILLS = 100
 SEED = 20240611
