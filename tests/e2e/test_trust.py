@@ -26,6 +26,16 @@ from tests.fakes.telegram_api import BotMessage, FakeTelegram, FakeUser
 Provider = FakeCryptoProcessing | FakeCryptoCloud
 
 
+@pytest.fixture(params=["cryptoprocessing", "cryptocloud"])
+def fake(
+    request: pytest.FixtureRequest,
+    cryptoprocessing: FakeCryptoProcessing,
+    cryptocloud: FakeCryptoCloud,
+) -> Provider:
+    """Each provider in turn, for what must hold with both."""
+    return cryptoprocessing if request.param == "cryptoprocessing" else cryptocloud
+
+
 @pytest.fixture(autouse=True)
 def admin_chat(telegram: FakeTelegram) -> FakeUser:
     """The admin has a chat with the bot, so alerts can reach them."""
@@ -112,15 +122,9 @@ async def test_cryptocloud_500_with_an_invoice_made_gives_its_link_at_once(
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("provider_name", ["cryptoprocessing", "cryptocloud"])
 async def test_a_timeout_then_new_for_the_same_order_leaves_one_payable_invoice(
-    telegram: FakeTelegram,
-    cryptoprocessing: FakeCryptoProcessing,
-    cryptocloud: FakeCryptoCloud,
-    start_bot: BotStarter,
-    provider_name: str,
+    telegram: FakeTelegram, fake: Provider, start_bot: BotStarter
 ) -> None:
-    fake: Provider = cryptoprocessing if provider_name == "cryptoprocessing" else cryptocloud
     merchant, card = await lost_by_timeout(telegram, fake, start_bot)
     assert "did not answer in time" in card.text and "in 2 s" in card.text
 
@@ -137,15 +141,9 @@ async def test_a_timeout_then_new_for_the_same_order_leaves_one_payable_invoice(
     )
 
 
-@pytest.mark.parametrize("provider_name", ["cryptoprocessing", "cryptocloud"])
 async def test_cancel_with_an_unsettled_attempt_never_says_nothing_was_created(
-    telegram: FakeTelegram,
-    cryptoprocessing: FakeCryptoProcessing,
-    cryptocloud: FakeCryptoCloud,
-    start_bot: BotStarter,
-    provider_name: str,
+    telegram: FakeTelegram, fake: Provider, start_bot: BotStarter
 ) -> None:
-    fake: Provider = cryptoprocessing if provider_name == "cryptoprocessing" else cryptocloud
     merchant, _ = await lost_by_timeout(telegram, fake, start_bot)
 
     answer = await merchant.reply("/cancel")
