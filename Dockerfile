@@ -21,7 +21,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY bot ./bot
 COPY storage ./storage
-COPY locales ./locales
+COPY bot/locales ./bot/locales
 USER bot
 # Payment callbacks, /healthz and (in webhook mode) Telegram updates arrive on this port.
 EXPOSE 8080

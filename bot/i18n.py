@@ -1,4 +1,4 @@
-"""Texts from locales/*.toml, chosen per user from Telegram's language code."""
+"""Texts from bot/locales/*.toml, chosen per user from Telegram's language code."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+LOCALES_DIR = Path(__file__).resolve().parent / "locales"
 
 
 class Catalog:

@@ -48,6 +48,7 @@ class DraftRow(SQLModel, table=True):
             "chat_id",
             unique=True,
             sqlite_where=text("state = 'open'"),
+            postgresql_where=text("state = 'open'"),
         ),
     )
 
@@ -71,6 +72,7 @@ class InvoiceRow(SQLModel, table=True):
             "draft_id",
             unique=True,
             sqlite_where=text("outcome IN ('creating', 'created', 'unknown')"),
+            postgresql_where=text("outcome IN ('creating', 'created', 'unknown')"),
         ),
         Index("ix_invoice_merchant_created", "merchant_id", "created_at"),
         Index("ix_invoice_created", "created_at"),
