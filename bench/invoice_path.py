@@ -22,7 +22,7 @@ from bot.providers import build_providers
 from bot.providers.cryptoprocessing import sign
 from bot.providers.wire import dump_json
 from bot.services.customers import CustomerService
-from bot.services.drafts import DraftService
+from bot.services.drafts import DraftCodec, DraftService
 from bot.services.inputs import parse_amount
 from bot.services.invoices import InvoiceService
 from bot.services.payments import PaymentService
@@ -34,6 +34,7 @@ from storage.repositories import (
     InvoiceRepository,
     PaymentRepository,
 )
+from storage.sealing import Sealer, generate_key
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
 
 INVOICES = 300
@@ -68,12 +69,14 @@ async def end_to_end(workdir: Path) -> None:
         sessions = create_session_factory(engine)
         providers = build_providers(settings)
         drafts_repo = DraftRepository(sessions)
-        drafts = DraftService(drafts_repo)
-        customers = CustomerService(CustomerRepository(sessions))
+        sealer = Sealer(generate_key())
+        codec = DraftCodec(sealer)
+        drafts = DraftService(drafts_repo, codec)
+        customers = CustomerService(CustomerRepository(sessions), sealer)
         payments = PaymentService(providers=providers, payments=PaymentRepository(sessions))
         invoices = InvoiceService(
             providers=providers, invoices=InvoiceRepository(sessions), drafts=drafts_repo,
-            customers=customers, payments=payments, alerts=AlertRepository(sessions),
+            codec=codec, customers=customers, payments=payments, alerts=AlertRepository(sessions),
         )  # fmt: skip
         latencies: list[float] = []
         semaphore = asyncio.Semaphore(CONCURRENCY)

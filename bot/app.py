@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
@@ -31,8 +31,16 @@ from telegram.ext import (
 )
 
 from bot.config import Settings, TelegramMode
-from bot.handlers import admin, common, lifecycle, new_invoice
-from bot.handlers.callback_data import DraftButton, InvoiceButton, ListPage, NewInvoice, matcher
+from bot.data_key import resolve_data_key
+from bot.handlers import admin, common, customers, lifecycle, new_invoice
+from bot.handlers.callback_data import (
+    CustomerButton,
+    DraftButton,
+    InvoiceButton,
+    ListPage,
+    NewInvoice,
+    matcher,
+)
 from bot.handlers.context import BotApplication, BotContext, BotServices
 from bot.i18n import Catalog
 from bot.providers import ProviderRegistry, build_providers
@@ -41,7 +49,7 @@ from bot.services.access import ADMIN_COMMANDS, MERCHANT_COMMANDS, AccessPolicy
 from bot.services.conversation import STEPS, ConversationService, Step
 from bot.services.currencies import CurrencyCatalog
 from bot.services.customers import CustomerService
-from bot.services.drafts import DraftService
+from bot.services.drafts import DraftCodec, DraftService
 from bot.services.invoices import InvoiceService
 from bot.services.payments import PaymentService
 from bot.update_processor import PerChatUpdateProcessor
@@ -54,6 +62,8 @@ from storage.repositories import (
     InvoiceRepository,
     PaymentRepository,
 )
+from storage.sealing import Sealer
+from storage.types import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +93,9 @@ def register_handlers(app: BotApplication, settings: Settings) -> None:
     app.add_handler(CommandHandler("callbacks", lifecycle.callbacks_command))
     app.add_handler(CommandHandler("unmatched", lifecycle.unmatched_command))
     app.add_handler(CallbackQueryHandler(lifecycle.card_button, pattern=matcher(InvoiceButton)))
+    app.add_handler(CommandHandler("customers", customers.list_customers))
+    app.add_handler(CommandHandler("forget", customers.forget_command))
+    app.add_handler(CallbackQueryHandler(customers.forget_button, pattern=matcher(CustomerButton)))
     app.add_handler(CallbackQueryHandler(common.outside_conversation))  # anything else: stale
     app.add_handler(
         MessageHandler(
@@ -107,6 +120,18 @@ async def _reconcile(context: BotContext) -> None:
         logger.info(
             "reconciliation: %d open invoice(s), %d changed", result.checked, result.changed
         )
+
+
+async def _erase_unused_customers(context: BotContext) -> None:
+    """Job (daily): the retention rule, PERSONAL_DATA_RETENTION_DAYS."""
+    services = context.services
+    days = services.settings.personal_data_retention_days
+    if not days:
+        return
+    erased = await services.customers.erase_unused_since(utcnow() - dt.timedelta(days=days))
+    if erased:
+        logger.info("retention: erased the sender data of %d customer(s) unused for %d days",
+                    erased, days)  # fmt: skip
 
 
 class HttpServer:
@@ -154,11 +179,13 @@ class BotRuntime:
     notifier: lifecycle.Notifier
     settler: lifecycle.Settler
     http: HttpServer
+    data_key: str = field(repr=False, default="")
     stopped: bool = False
 
     async def start(self, *, poll_timeout: int = 30) -> None:
         settings = self.settings
-        await migrate(self.engine)
+        await migrate(self.engine, self.data_key)
+        await self.services.customers.check_key()
         interrupted = await self.services.invoices.recover_interrupted()
         if interrupted:
             logger.warning(
@@ -196,6 +223,10 @@ class BotRuntime:
                 interval=settings.reconcile_interval_seconds,
                 first=1.0,
                 name="reconcile",
+            )
+        if settings.personal_data_retention_days:
+            self.application.job_queue.run_repeating(
+                _erase_unused_customers, interval=24 * 3600, first=2.0, name="retention"
             )
         logger.info(
             "bot started with provider %s in %s mode",
@@ -256,9 +287,12 @@ def build_runtime(
     sessions = create_session_factory(engine)
     providers = build_providers(settings, provider_transport)
     provider = providers.active
-    customer_service = CustomerService(CustomerRepository(sessions))
+    data_key = resolve_data_key(settings)
+    sealer = Sealer(data_key)
+    customer_service = CustomerService(CustomerRepository(sessions), sealer)
     draft_repository = DraftRepository(sessions)
-    draft_service = DraftService(draft_repository)
+    draft_codec = DraftCodec(sealer)
+    draft_service = DraftService(draft_repository, draft_codec)
     alerts = AlertRepository(sessions)
     payments = PaymentService(
         providers=providers,
@@ -272,6 +306,7 @@ def build_runtime(
         providers=providers,
         invoices=InvoiceRepository(sessions),
         drafts=draft_repository,
+        codec=draft_codec,
         customers=customer_service,
         payments=payments,
         alerts=alerts,
@@ -335,4 +370,6 @@ def build_runtime(
         on_telegram_update=enqueue_update if webhook else None,
     )
     http = HttpServer(web_app, settings.http_host, settings.http_port)
-    return BotRuntime(settings, application, engine, providers, services, notifier, settler, http)
+    return BotRuntime(
+        settings, application, engine, providers, services, notifier, settler, http, data_key
+    )

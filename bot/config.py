@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from storage.sealing import MIN_KEY_LENGTH
+
 
 class TelegramMode(StrEnum):
     POLLING = "polling"
@@ -125,6 +127,11 @@ class Settings(BaseSettings):
     invoice_url_failed: str | None = Field(default=None, validate_default=True)
 
     database_url: str = "sqlite+aiosqlite:///./data/bot.sqlite3"
+    # The secret that seals payers' sender data at rest and keys the customer lookup. Unset
+    # with SQLite: generated on first start into data.key beside the database file.
+    data_key: SecretStr | None = Field(default=None, validate_default=True)
+    # Erase the sender data of customers with no invoice in this many days (unset or 0: keep).
+    personal_data_retention_days: int | None = Field(default=None, ge=0, le=36500)
 
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     merchant_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -147,7 +154,7 @@ class Settings(BaseSettings):
         "telegram_webhook_secret", "public_base_url", "cryptoprocessing_api_key",
         "cryptoprocessing_secret_key", "cryptocloud_api_key", "cryptocloud_shop_id",
         "cryptocloud_secret_key", "invoice_url_success", "invoice_url_failed", "notify_chat_id",
-        mode="before",
+        "data_key", "personal_data_retention_days", mode="before",
     )  # fmt: skip
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
@@ -297,6 +304,25 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("data_key")
+    @classmethod
+    def _check_data_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            url = info.data.get("database_url")
+            if url is not None and not url.startswith("sqlite"):
+                raise ValueError(
+                    "is required with a PostgreSQL database: every bot process must seal and "
+                    "read personal data with the same key (make one with: python -c "
+                    '"import secrets; print(secrets.token_urlsafe(32))")'
+                )
+            return None
+        if len(value.get_secret_value()) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_KEY_LENGTH} characters of random text (make one with: "
+                'python -c "import secrets; print(secrets.token_urlsafe(32))")'
+            )
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -339,6 +365,7 @@ class Settings(BaseSettings):
             self.cryptoprocessing_secret_key,
             self.cryptocloud_api_key,
             self.cryptocloud_secret_key,
+            self.data_key,
         ]
         found = [value.get_secret_value() for value in values if value is not None]
         password = make_url(self.database_url).password

@@ -56,13 +56,23 @@ class Catalog:
         raise KeyError(key)
 
 
+class Html(str):
+    """Text that already is Telegram HTML (a rendered template): placed as it is, not escaped."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Texts:
-    """One user's locale. Values are HTML-escaped; the templates may hold Telegram HTML."""
+    """One user's locale. Values are HTML-escaped unless they are `Html` (a text rendered
+    by a template), so one rendered text can be placed in another; templates hold HTML."""
 
     catalog: Catalog
     locale: str
 
-    def __call__(self, key: str, **params: Any) -> str:
-        safe = {name: html.escape(str(value), quote=False) for name, value in params.items()}
-        return self.catalog.raw(self.locale, key).format_map(safe)
+    def __call__(self, key: str, **params: Any) -> Html:
+        safe = {
+            name: value if isinstance(value, Html) else html.escape(str(value), quote=False)
+            for name, value in params.items()
+        }
+        return Html(self.catalog.raw(self.locale, key).format_map(safe))

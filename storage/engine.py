@@ -55,13 +55,15 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, data_key: str | None) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
+    # Migrations that seal or re-key personal data (0006) need the key in use.
+    config.attributes["data_key"] = data_key
     command.upgrade(config, "head")
 
 
-async def migrate(engine: AsyncEngine) -> None:
+async def migrate(engine: AsyncEngine, data_key: str | None = None) -> None:
     """Bring the schema to the newest revision; runs on every start and is a no-op when current."""
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+        await connection.run_sync(_upgrade, data_key)

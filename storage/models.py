@@ -1,4 +1,5 @@
-"""Tables. Personal data lives only in `customer`; references and ids are random."""
+"""Tables. Personal data lives sealed in `customer` (and in open drafts); references and ids
+are random."""
 
 from __future__ import annotations
 
@@ -25,16 +26,14 @@ class CustomerRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     merchant_id: int = Field(sa_type=BigInteger)
     reference: str = Field(max_length=64, unique=True)
-    # Keyed digest of the normalised sender data: finds a returning customer without a
-    # plaintext index over names; never sent anywhere.
+    # Keyed HMAC (DATA_KEY) of the normalised sender data: finds a returning customer
+    # without an index over names; `erased:<reference>` once erased. Never sent anywhere.
     lookup_key: str = Field(max_length=64)
     sender_type: str = Field(max_length=16)
-    first_name: str | None = Field(default=None, max_length=200)
-    last_name: str | None = Field(default=None, max_length=200)
-    date_of_birth: dt.date | None = None
-    legal_name: str | None = Field(default=None, max_length=300)
-    country_alpha3: str | None = Field(default=None, max_length=3)
-    email: str | None = Field(default=None, max_length=254)
+    # The sender data and email, sealed with DATA_KEY (storage/sealing.py) and bound to this
+    # row's reference; NULL once erased.
+    sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    erased_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_used_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -65,13 +65,22 @@ class CustomerRepository:
             raise RuntimeError("customer insert failed without a conflicting row")
         return existing
 
-    async def update_contact(self, customer_id: int, email: str | None) -> None:
+    async def update_sealed(self, customer_id: int, sealed: str) -> None:
+        """New sealed data (a changed email) for a customer not erased meanwhile."""
         async with self._sessions() as session:
-            values: dict[str, Any] = {"last_used_at": utcnow()}
-            if email:
-                values["email"] = email
             await session.exec(
-                update(CustomerRow).where(col(CustomerRow.id) == customer_id).values(**values)
+                update(CustomerRow)
+                .where(col(CustomerRow.id) == customer_id, col(CustomerRow.erased_at).is_(None))
+                .values(sealed=sealed, last_used_at=utcnow())
+            )
+            await session.commit()
+
+    async def touch(self, customer_id: int) -> None:
+        async with self._sessions() as session:
+            await session.exec(
+                update(CustomerRow)
+                .where(col(CustomerRow.id) == customer_id)
+                .values(last_used_at=utcnow())
             )
             await session.commit()
 
@@ -79,11 +88,97 @@ class CustomerRepository:
         async with self._sessions() as session:
             result = await session.exec(
                 select(CustomerRow)
-                .where(CustomerRow.merchant_id == merchant_id)
+                .where(CustomerRow.merchant_id == merchant_id, col(CustomerRow.erased_at).is_(None))
                 .order_by(col(CustomerRow.last_used_at).desc(), col(CustomerRow.id).desc())
                 .limit(limit)
             )
             return result.all()
+
+    async def any_sealed(self) -> CustomerRow | None:
+        """One row with sealed data, to check the configured key opens it."""
+        async with self._sessions() as session:
+            result = await session.exec(
+                select(CustomerRow).where(col(CustomerRow.sealed).is_not(None)).limit(1)
+            )
+            return result.first()
+
+    @staticmethod
+    def _invoice_count() -> Any:
+        return (
+            select(func.count(col(InvoiceRow.id)))
+            .where(col(InvoiceRow.customer_id) == col(CustomerRow.id))
+            .scalar_subquery()
+        )
+
+    async def page(
+        self, merchant_id: int | None, *, offset: int, limit: int
+    ) -> tuple[list[tuple[CustomerRow, int]], int]:
+        """Customers not erased, last used first, each with its number of invoices."""
+        conditions: list[Any] = [col(CustomerRow.erased_at).is_(None)]
+        if merchant_id is not None:
+            conditions.append(col(CustomerRow.merchant_id) == merchant_id)
+        async with self._sessions() as session:
+            total = (
+                await session.exec(select(func.count(col(CustomerRow.id))).where(*conditions))
+            ).one()
+            result = await session.exec(
+                select(CustomerRow, self._invoice_count())
+                .where(*conditions)
+                .order_by(col(CustomerRow.last_used_at).desc(), col(CustomerRow.id).desc())
+                .offset(offset)
+                .limit(limit)
+            )
+            return [(row, int(count)) for row, count in result.all()], int(total)
+
+    async def get_with_count(
+        self, customer_id: int, merchant_id: int | None
+    ) -> tuple[CustomerRow, int] | None:
+        query = select(CustomerRow, self._invoice_count()).where(col(CustomerRow.id) == customer_id)
+        if merchant_id is not None:
+            query = query.where(col(CustomerRow.merchant_id) == merchant_id)
+        async with self._sessions() as session:
+            found = (await session.exec(query)).first()
+            return (found[0], int(found[1])) if found is not None else None
+
+    async def erase(self, customer_id: int, merchant_id: int | None) -> bool:
+        """Drop the sealed data; the lookup key can never match again. Once (CAS)."""
+        query = update(CustomerRow).where(
+            col(CustomerRow.id) == customer_id, col(CustomerRow.erased_at).is_(None)
+        )
+        if merchant_id is not None:
+            query = query.where(col(CustomerRow.merchant_id) == merchant_id)
+        async with self._sessions() as session:
+            result = await session.exec(
+                query.values(
+                    sealed=None,
+                    erased_at=utcnow(),
+                    lookup_key=func.substr("erased:" + col(CustomerRow.reference), 1, 64),
+                )
+            )
+            await session.commit()
+            return bool(result.rowcount)
+
+    async def unused_since(self, cutoff: dt.datetime, limit: int = 500) -> list[int]:
+        """Customers (not erased) with no invoice and no use since `cutoff`."""
+        recent_invoice = (
+            select(col(InvoiceRow.id))
+            .where(
+                col(InvoiceRow.customer_id) == col(CustomerRow.id),
+                col(InvoiceRow.created_at) >= cutoff,
+            )
+            .exists()
+        )
+        async with self._sessions() as session:
+            result = await session.exec(
+                select(col(CustomerRow.id))
+                .where(
+                    col(CustomerRow.erased_at).is_(None),
+                    col(CustomerRow.last_used_at) < cutoff,
+                    ~recent_invoice,
+                )
+                .limit(limit)
+            )
+            return [int(customer_id) for customer_id in result.all() if customer_id is not None]
 
 
 class DraftRepository:

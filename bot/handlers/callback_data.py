@@ -12,6 +12,8 @@ Formats (all ASCII, every field checked, numbers without leading zeros):
   `cancelok` (cancel confirmed), `keep` (do not cancel), `refresh` or `again` (a new
   invoice for the same customer and currency); id 1-999999999999
   (`InvoiceButton`).
+- `cus|<action>|<customer id>`: erasing a customer's data, action `forget` (confirmed) or
+  `keep` (not erased); id 1-999999999999 (`CustomerButton`).
 - `<draft id>|<action>|<arg>`: a button bound to one draft (16 lowercase hex digits), so a stale
   button can never act on another draft (`DraftButton`). Action and argument:
 
@@ -42,9 +44,11 @@ MAX_BYTES: Final = 64
 
 DraftAction = Literal["cur", "cus", "st", "cty", "confirm", "edit", "cancel", "ed"]
 InvoiceAction = Literal["cancel", "cancelok", "keep", "refresh", "again"]
+CustomerAction = Literal["forget", "keep"]
 
 DRAFT_ACTIONS: Final[frozenset[str]] = frozenset(get_args(DraftAction))
 INVOICE_ACTIONS: Final[frozenset[str]] = frozenset(get_args(InvoiceAction))
+CUSTOMER_ACTIONS: Final[frozenset[str]] = frozenset(get_args(CustomerAction))
 EDIT_FIELDS: Final = (
     "amount", "currency", "title", "customer", "first_name", "last_name", "birth_date",
     "legal_name", "country", "email", "back",
@@ -70,6 +74,7 @@ assert set(_DRAFT_ARG) == DRAFT_ACTIONS
 # Whole-string shapes; fields are then checked by the dataclasses themselves.
 _LIST = re.compile(r"list\|(0|[1-9][0-9]{0,5})")
 _INVOICE = re.compile(r"inv\|([a-z]{1,16})\|([1-9][0-9]{0,11})")
+_CUSTOMER = re.compile(r"cus\|([a-z]{1,16})\|([1-9][0-9]{0,11})")
 _DRAFT = re.compile(r"([0-9a-f]{16})\|([a-z]{1,16})\|([A-Za-z0-9_]{0,16})")
 
 
@@ -113,6 +118,23 @@ class InvoiceButton:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerButton:
+    """The answer to "erase this customer's data?": forget (yes) or keep."""
+
+    action: CustomerAction
+    customer_id: int
+
+    def __post_init__(self) -> None:
+        if self.action not in CUSTOMER_ACTIONS:
+            raise ValueError(f"unknown customer action: {self.action!r}")
+        if type(self.customer_id) is not int or not 1 <= self.customer_id <= MAX_INVOICE_ID:
+            raise ValueError(f"customer id out of range: {self.customer_id!r}")
+
+    def build(self) -> str:
+        return f"cus|{self.action}|{self.customer_id}"
+
+
+@dataclass(frozen=True, slots=True)
 class DraftButton:
     """A button bound to one draft; `arg` is what the action needs (see the module table)."""
 
@@ -133,7 +155,7 @@ class DraftButton:
         return f"{self.draft_id}|{self.action}|{self.arg}"
 
 
-CallbackData = DraftButton | InvoiceButton | ListPage | NewInvoice
+CallbackData = CustomerButton | DraftButton | InvoiceButton | ListPage | NewInvoice
 
 
 def parse_callback_data(data: str | None) -> CallbackData | None:
@@ -149,6 +171,10 @@ def parse_callback_data(data: str | None) -> CallbackData | None:
             if match[1] not in INVOICE_ACTIONS:
                 return None
             return InvoiceButton(cast(InvoiceAction, match[1]), int(match[2]))
+        if match := _CUSTOMER.fullmatch(data):
+            if match[1] not in CUSTOMER_ACTIONS:
+                return None
+            return CustomerButton(cast(CustomerAction, match[1]), int(match[2]))
         if match := _DRAFT.fullmatch(data):
             if match[2] not in DRAFT_ACTIONS:
                 return None
@@ -164,7 +190,11 @@ def matcher(kind: type[CallbackData], *actions: str) -> Callable[[object], bool]
     For example `matcher(InvoiceButton, "cancel", "refresh")` or `matcher(ListPage)`.
     """
     wanted = frozenset(actions)
-    known = {DraftButton: DRAFT_ACTIONS, InvoiceButton: INVOICE_ACTIONS}.get(kind, frozenset())
+    known = {
+        DraftButton: DRAFT_ACTIONS,
+        InvoiceButton: INVOICE_ACTIONS,
+        CustomerButton: CUSTOMER_ACTIONS,
+    }.get(kind, frozenset())
     if not wanted <= known:
         raise ValueError(f"{kind.__name__} has no action(s) {sorted(wanted - known)}")
 
@@ -172,7 +202,7 @@ def matcher(kind: type[CallbackData], *actions: str) -> Callable[[object], bool]
         parsed = parse_callback_data(data if isinstance(data, str) else None)
         if not isinstance(parsed, kind):
             return False
-        if wanted and isinstance(parsed, DraftButton | InvoiceButton):
+        if wanted and isinstance(parsed, CustomerButton | DraftButton | InvoiceButton):
             return parsed.action in wanted
         return True
 

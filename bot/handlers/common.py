@@ -39,7 +39,7 @@ async def start(update: Update, context: BotContext) -> None:
     t = texts_for(update, context)
     assert update.effective_chat is not None
     rows = [[InlineKeyboardButton(t("button-new-invoice"), callback_data=NewInvoice().build())]]
-    text = t("welcome")
+    text: str = t("welcome")
     if role_of(update, context) is Role.ADMIN:
         text += "\n\n" + t("welcome-admin")
     await update.effective_chat.send_message(

@@ -20,7 +20,7 @@ from bot.domain import (
 )
 from bot.handlers.callback_data import DraftAction, DraftButton, InvoiceButton, ListPage
 from bot.handlers.formatting import duration, money, number, when
-from bot.i18n import Texts
+from bot.i18n import Html, Texts
 from bot.services.conversation import EDIT_MENU, PREVIEW, Prompt
 from bot.services.inputs import InputError, country_name
 from bot.services.invoices import sender_of
@@ -28,7 +28,7 @@ from bot.services.payments import PaymentService
 from storage.models import AdminAlertRow, InvoiceEventRow, InvoiceRow, UnmatchedReportRow
 
 
-def sender_text(t: Texts, sender: Sender) -> str:
+def sender_text(t: Texts, sender: Sender) -> Html:
     if isinstance(sender, NaturalPerson):
         return t(
             "sender-natural-line",
@@ -44,7 +44,7 @@ def sender_text(t: Texts, sender: Sender) -> str:
     )
 
 
-def masked_sender(t: Texts, sender: Sender) -> str:
+def masked_sender(t: Texts, sender: Sender) -> Html:
     """A payer as cards, lists and notices show them (they may sit in groups): initials, the
     surname's last letters and the birth year only (`A. L…ce, 1990`). A legal entity's name
     is not personal data and is shown."""
@@ -73,7 +73,7 @@ def prompt_text(t: Texts, prompt: Prompt, echo: str | None = None) -> str:
     if prompt.step == PREVIEW:
         text = preview_text(t, prompt.draft, prompt.customer, note=_error(t, prompt.error))
         return f"{t(prompt.notice)}\n\n{text}" if prompt.notice else text
-    parts = []
+    parts: list[str] = []
     if prompt.notice:
         parts.append(t(prompt.notice))
     if echo:
@@ -230,7 +230,7 @@ def cancel_confirm_keyboard(t: Texts, invoice: InvoiceRow) -> InlineKeyboardMark
 
 
 def notification(t: Texts, invoice: InvoiceRow) -> str:
-    text = t(
+    text: str = t(
         f"notify-{invoice.status}",
         public_id=invoice.public_id,
         id=invoice.id,
@@ -256,6 +256,7 @@ def forward_text(t: Texts, invoice: InvoiceRow, shop: str | None = None) -> str:
     bare = invoice.title.casefold().startswith(t("forward-invoice-word").casefold())
     key = "forward-title-bare" if bare else "forward-title"
     heading = t(key + ("-shop" if shop else ""), title=invoice.title, shop=shop or "")
+    validity: str
     if invoice.expires_at is not None:
         validity = t("forward-valid-until", when=when(invoice.expires_at, t.locale))
     elif invoice.provider == "cryptoprocessing":

@@ -28,7 +28,10 @@ class AccessPolicy:
 
 # The commands each role may use, in menu order: /help lists exactly these and the command
 # menu Telegram shows is set from them.
-MERCHANT_COMMANDS = ("new", "cancel", "invoices", "invoice", "refresh", "cancel_invoice", "help")
+MERCHANT_COMMANDS = (
+    "new", "cancel", "invoices", "invoice", "refresh", "cancel_invoice", "customers", "forget",
+    "help",
+)  # fmt: skip
 ADMIN_COMMANDS = (*MERCHANT_COMMANDS, "unmatched", "callbacks")
 
 

@@ -30,7 +30,7 @@ from bot.providers.base import (
     ProviderValidationError,
 )
 from bot.services.customers import CustomerService
-from bot.services.drafts import closed_payload, decode_draft
+from bot.services.drafts import DraftCodec, closed_payload
 from bot.services.payments import PaymentService, lower_statuses
 from storage.models import InvoiceEventRow, InvoiceRow
 from storage.repositories import (
@@ -107,6 +107,7 @@ class InvoiceService:
         providers: ProviderRegistry,
         invoices: InvoiceRepository,
         drafts: DraftRepository,
+        codec: DraftCodec,
         customers: CustomerService,
         payments: PaymentService,
         alerts: AlertRepository,
@@ -116,6 +117,7 @@ class InvoiceService:
         self._wait_window = wait_window
         self._invoices = invoices
         self._drafts = drafts
+        self._codec = codec
         self._customers = customers
         self._payments = payments
         self._alerts = alerts
@@ -166,7 +168,7 @@ class InvoiceService:
         row = await self._drafts.get(draft_id)
         if row is None or row.merchant_id != merchant_id:
             raise SubmitError("error-draft-gone", retry=False)
-        draft = decode_draft(row)
+        draft = self._codec.decode(row)
         live = await self._invoices.live_for_draft(draft_id)
         if live is not None:
             if live.outcome == InvoiceOutcome.CREATED:
@@ -188,7 +190,8 @@ class InvoiceService:
         results = []
         for live in await self._invoices.unknown_attempts(due_by=utcnow()):
             draft_row = await self._drafts.get(live.draft_id)
-            draft = decode_draft(draft_row) if draft_row and draft_row.state == "open" else None
+            is_open = draft_row is not None and draft_row.state == "open"
+            draft = self._codec.decode(draft_row) if draft_row and is_open else None
             try:
                 results.append(await self._settle(live, draft))
             except SubmitError as exc:

@@ -98,7 +98,7 @@ async def test_help_lists_exactly_the_commands_each_user_may_use(
         return {line.split(" ", 1)[0] for line in text.splitlines() if line.startswith("/")}
 
     merchant_commands = {"/new", "/cancel", "/invoices", "/invoice", "/refresh",
-                         "/cancel_invoice", "/help"}  # fmt: skip
+                         "/cancel_invoice", "/customers", "/forget", "/help"}  # fmt: skip
     assert listed(merchant_help.text) == merchant_commands
     assert listed(admin_help.text) == merchant_commands | {"/unmatched", "/callbacks"}
     # The command menu matches: everyone gets the merchant's, admins theirs in their chat.

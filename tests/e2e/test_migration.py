@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import BotRuntime
 from storage.engine import alembic_config, create_engine
+from storage.sealing import Sealer
 from tests.conftest import MERCHANT_ID, OTHER_MERCHANT_ID, BotStarter
 from tests.e2e.flows import add_natural_person, confirm, current
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
@@ -301,7 +302,9 @@ async def test_the_upgrade_keeps_each_conversations_step(
     preview = rows[old.preview][2]
     assert "editing" not in preview  # the old edit flag is gone with the flow that used it
     assert preview["extra"]["rev"] == old.preview_rev  # so the old preview's Confirm still fits
-    assert preview["email"] == "friedrich@example.com" and preview["amount"] == "99.90"
+    assert preview["amount"] == "99.90" and "email" not in preview  # sealed (0006)
+    personal = Sealer(runtime.data_key).open(preview["sealed"], f"draft:{old.preview}")
+    assert personal["email"] == "friedrich@example.com"
     assert rows[old.cancelled][2]["extra"] == {"locale": "en", "step": "currency"}
     # Nothing was acted on by the start-up itself.
     assert cryptoprocessing.create_calls == 0

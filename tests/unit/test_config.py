@@ -287,14 +287,15 @@ def test_database_url_needs_an_async_driver() -> None:
 def test_secrets_are_masked_in_every_form_they_could_take() -> None:
     settings = _load(
         telegram_bot_token=TOKEN, cryptocloud_secret_key="cc-secret-value",
-        database_url="postgresql+asyncpg://bot:db-password-1@db/bot", **CLOUD,
+        database_url="postgresql+asyncpg://bot:db-password-1@db/bot",
+        data_key="a-data-key-of-32-characters-or-more", **CLOUD,
     )  # fmt: skip
     redactor = SecretRedactor(settings.secret_values())
     head, _, tail = TOKEN.partition(":")
     text = redactor.mask(
         f"url=/bot{TOKEN}/getMe encoded=/bot{head}%3A{tail}/getMe tail={tail} "
         "other=/bot987654321:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawq/getMe "
-        "key=cc-secret-value password=db-password-1"
+        "key=cc-secret-value password=db-password-1 data=a-data-key-of-32-characters-or-more"
     )
     for secret in (
         TOKEN,
@@ -302,6 +303,7 @@ def test_secrets_are_masked_in_every_form_they_could_take() -> None:
         "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawq",
         "cc-secret-value",
         "db-password-1",
+        "a-data-key-of-32-characters-or-more",
     ):
         assert secret not in text  # fmt: skip
 
@@ -312,3 +314,27 @@ def test_an_env_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(_env_file=env_file)
     assert caught.value.problems == [".env: is not UTF-8 text; save it as UTF-8"]
+
+
+def test_a_data_key_is_required_with_postgresql_and_must_be_long() -> None:
+    postgres = "postgresql+asyncpg://bot@db/bot"
+    with pytest.raises(ConfigError) as caught:
+        _load(telegram_bot_token=TOKEN, database_url=postgres, **CLOUD)
+    assert caught.value.problems[0].startswith("DATA_KEY: is required with a PostgreSQL")
+    with pytest.raises(ConfigError) as caught:
+        _load(telegram_bot_token=TOKEN, data_key="short", **CLOUD)
+    assert caught.value.problems == [
+        "DATA_KEY: must be at least 32 characters of random text (make one with: "
+        'python -c "import secrets; print(secrets.token_urlsafe(32))")'
+    ]
+    key = "k" * 32
+    assert _load(telegram_bot_token=TOKEN, database_url=postgres, data_key=key, **CLOUD).data_key
+    assert _load(telegram_bot_token=TOKEN, **CLOUD).data_key is None  # SQLite: generated
+
+
+def test_retention_is_off_unless_set() -> None:
+    assert _load(telegram_bot_token=TOKEN, **CLOUD).personal_data_retention_days is None
+    assert _load(telegram_bot_token=TOKEN, personal_data_retention_days="", **CLOUD)
+    assert (
+        _load(telegram_bot_token=TOKEN, personal_data_retention_days="90", **CLOUD)
+    ).personal_data_retention_days == 90

@@ -35,6 +35,8 @@ from bot.handlers.callback_data import (
     MAX_BYTES,
     SENDER_TYPES,
     CallbackData,
+    CustomerAction,
+    CustomerButton,
     DraftAction,
     DraftButton,
     InvoiceAction,
@@ -511,6 +513,9 @@ invoice_actions: st.SearchStrategy[InvoiceAction] = st.sampled_from(get_args(Inv
 callback_values: st.SearchStrategy[CallbackData] = st.one_of(
     draft_buttons(),
     st.builds(InvoiceButton, invoice_actions, st.integers(1, 10**12 - 1)),
+    st.builds(
+        CustomerButton, st.sampled_from(get_args(CustomerAction)), st.integers(1, 10**12 - 1)
+    ),
     st.builds(ListPage, st.integers(0, 10**6 - 1)),
     st.just(NewInvoice()),
 )
