@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,6 @@ from starlette.applications import Starlette
 from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import BadRequest
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     CallbackQueryHandler,
     CommandHandler,
@@ -30,6 +29,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.cluster import Cluster, SharedRateLimiter
 from bot.config import Settings, TelegramMode
 from bot.data_key import resolve_data_key
 from bot.handlers import admin, common, customers, lifecycle, new_invoice
@@ -52,6 +52,7 @@ from bot.services.customers import CustomerService
 from bot.services.drafts import DraftCodec, DraftService
 from bot.services.invoices import InvoiceService
 from bot.services.payments import PaymentService
+from bot.single_process import ProcessLock
 from bot.update_processor import PerChatUpdateProcessor
 from bot.web import UPDATES_ROUTE, build_web_app
 from storage.engine import create_engine, create_session_factory, migrate
@@ -180,17 +181,30 @@ class BotRuntime:
     settler: lifecycle.Settler
     http: HttpServer
     data_key: str = field(repr=False, default="")
+    cluster: Cluster | None = None  # several processes share PostgreSQL
     stopped: bool = False
+    _process_lock: ProcessLock | None = None
+
+    def leads(self) -> bool:
+        """Whether this process runs the background work (always, unless several share it)."""
+        return self.cluster is None or self.cluster.is_leader
+
+    def _leader_only(self, job: Callable[[BotContext], Awaitable[None]]) -> Any:
+        async def run(context: BotContext) -> None:
+            if self.leads():
+                await job(context)
+
+        return run
 
     async def start(self, *, poll_timeout: int = 30) -> None:
         settings = self.settings
+        if settings.sqlite_path is not None:
+            self._process_lock = ProcessLock(settings.sqlite_path)
+            self._process_lock.acquire()
         await migrate(self.engine, self.data_key)
         await self.services.customers.check_key()
-        interrupted = await self.services.invoices.recover_interrupted()
-        if interrupted:
-            logger.warning(
-                "%d invoice attempt(s) were interrupted by a stop; marked unknown", interrupted
-            )
+        if self.cluster is None:  # with several processes, the leader does it (see below)
+            await self._recover_interrupted()
         await self.application.initialize()
         await self._set_commands()
         await self.services.currencies.all()
@@ -203,30 +217,43 @@ class BotRuntime:
                 secret_token=settings.telegram_webhook_secret.get_secret_value(),
                 allowed_updates=Update.ALL_TYPES,
             )
-        else:
+        elif self.cluster is None:
             assert self.application.updater is not None
             await self.application.updater.start_polling(
                 poll_interval=0.0, timeout=poll_timeout, allowed_updates=Update.ALL_TYPES
             )
         await self.application.start()
+        if self.cluster is not None:
+            await self.cluster.start(poll_timeout)
         self.notifier.start()
         self.notifier.wake()  # anything left untold by a previous run
         self.settler.start()  # and any attempt left unsettled
         assert self.application.job_queue is not None
         idle_check = min(60.0, max(0.2, settings.conversation_timeout_seconds / 4))
-        self.application.job_queue.run_repeating(
-            new_invoice.expire_idle, interval=idle_check, first=idle_check, name="idle-drafts"
+        jobs = self.application.job_queue
+        jobs.run_repeating(
+            self._leader_only(new_invoice.expire_idle),
+            interval=idle_check,
+            first=idle_check,
+            name="idle-drafts",
         )
+        if self.cluster is not None:
+            jobs.run_repeating(
+                self._leader_only(self._housekeeping), interval=5, first=5, name="housekeeping"
+            )
         if settings.reconcile_interval_seconds > 0:
             self.application.job_queue.run_repeating(
-                _reconcile,
+                self._leader_only(_reconcile),
                 interval=settings.reconcile_interval_seconds,
                 first=1.0,
                 name="reconcile",
             )
         if settings.personal_data_retention_days:
             self.application.job_queue.run_repeating(
-                _erase_unused_customers, interval=24 * 3600, first=2.0, name="retention"
+                self._leader_only(_erase_unused_customers),
+                interval=24 * 3600,
+                first=2.0,
+                name="retention",
             )
         logger.info(
             "bot started with provider %s in %s mode",
@@ -246,6 +273,8 @@ class BotRuntime:
             return
         self.stopped = True
         await self.http.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.settler.stop()
         await self.notifier.stop()
         updater = self.application.updater
@@ -256,7 +285,34 @@ class BotRuntime:
         await self.application.shutdown()
         await self.providers.aclose()
         await self.engine.dispose()
+        if self._process_lock is not None:
+            self._process_lock.release()
         logger.info("bot stopped")
+
+    async def _recover_interrupted(self) -> None:
+        """Attempts a stop left 'creating' become 'unknown' and are settled. With several
+        processes, only those of a process no longer live, or older than any request could
+        still be running (another process may be waiting for the provider's answer)."""
+        if self.cluster is None:
+            interrupted = await self.services.invoices.recover_interrupted()
+        else:
+            interrupted = await self.services.invoices.recover_interrupted(
+                dt.timedelta(seconds=2 * self.settings.provider_timeout_seconds + 5),
+                await self.cluster.live_processes(),
+            )
+        if interrupted:
+            logger.warning(
+                "%d invoice attempt(s) were interrupted by a stop; marked unknown", interrupted
+            )
+
+    async def _housekeeping(self, _context: BotContext) -> None:
+        """Leader job (several processes): a dead process's attempts are recovered, and
+        processed updates are forgotten after a day."""
+        await self._recover_interrupted()
+        assert self.cluster is not None
+        purged = await self.cluster.inbox.purge_done(utcnow() - dt.timedelta(days=1))
+        if purged:
+            logger.info("forgot %d processed update(s)", purged)
 
     async def _set_commands(self) -> None:
         """The menu shows each user the commands they may use: admins get theirs in their
@@ -335,6 +391,7 @@ def build_runtime(
         payments=payments,
         alerts=alerts,
     )
+    limiter = SharedRateLimiter(max_retries=2)
     builder = (
         Application.builder()
         .token(settings.telegram_bot_token.get_secret_value())
@@ -342,10 +399,13 @@ def build_runtime(
         .base_file_url(settings.telegram_api_base_url.removesuffix("/bot") + "/file/bot")
         .context_types(ContextTypes(context=BotContext))
         .concurrent_updates(PerChatUpdateProcessor())
-        .rate_limiter(AIORateLimiter(max_retries=2))
+        .rate_limiter(limiter)
     )
-    if settings.telegram_mode is TelegramMode.WEBHOOK:
-        builder = builder.updater(None)  # updates arrive on our own HTTP server instead
+    shared = not settings.database_url.startswith("sqlite")  # several processes may run
+    webhook = settings.telegram_mode is TelegramMode.WEBHOOK
+    if webhook or shared:
+        # Updates arrive on our own HTTP server, or through the shared inbox (cluster.py).
+        builder = builder.updater(None)
     application: BotApplication = builder.build()
     application.bot_data["services"] = services
     register_handlers(application, settings)
@@ -353,14 +413,46 @@ def build_runtime(
     payments.on_change = notifier.wake
     settler = lifecycle.Settler(application.bot, services)
     services.invoices.on_unsettled = settler.wake
+    cluster: Cluster | None = None
+    runtime_box: list[BotRuntime] = []
+
+    async def on_leader() -> None:
+        await runtime_box[0]._recover_interrupted()
+
+    def wake_background() -> None:
+        notifier.wake()
+        settler.wake()
+
+    if shared:
+        cluster = Cluster(
+            database_url=settings.database_url,
+            polling=not webhook,
+            bot=application.bot,
+            sessions=sessions,
+            process_update=application.process_update,
+            on_change=wake_background,
+            on_leader=on_leader,
+            limiter=limiter,
+        )
+        notifier.active = settler.active = lambda: cluster is not None and cluster.is_leader
+        services.invoices.process_id = cluster.process_id
+        payments.on_change = services.invoices.on_unsettled = cluster.changed
 
     async def enqueue_update(payload: Any) -> None:
-        await application.update_queue.put(Update.de_json(payload, application.bot))
+        if cluster is not None:
+            await cluster.receive(payload)
+        else:
+            await application.update_queue.put(Update.de_json(payload, application.bot))
 
-    webhook = settings.telegram_mode is TelegramMode.WEBHOOK
+    def role() -> str:
+        if cluster is not None:
+            return cluster.role
+        return "webhook" if webhook else "poller"
+
     web_app = build_web_app(
         payments=payments,
         max_body=settings.http_max_body_bytes,
+        role=role,
         is_ready=lambda: application.running,
         telegram_secret=(
             settings.telegram_webhook_secret.get_secret_value()
@@ -370,6 +462,9 @@ def build_runtime(
         on_telegram_update=enqueue_update if webhook else None,
     )
     http = HttpServer(web_app, settings.http_host, settings.http_port)
-    return BotRuntime(
-        settings, application, engine, providers, services, notifier, settler, http, data_key
-    )
+    runtime = BotRuntime(
+        settings, application, engine, providers, services, notifier, settler, http, data_key,
+        cluster,
+    )  # fmt: skip
+    runtime_box.append(runtime)
+    return runtime

@@ -182,3 +182,7 @@ class Draft:
     # so a deploy that adds a step never moves a conversation in flight).
     step: str = "amount"
     extra: dict[str, str] = field(default_factory=dict)
+
+
+class StartupRefused(Exception):
+    """A reason the bot must not start, worded for the operator (printed as it is)."""

@@ -25,6 +25,7 @@ from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.config import ProviderName, Settings, TelegramMode
+from bot.domain import StartupRefused
 from bot.providers import build_provider
 from bot.providers.base import ProviderAuthError, ProviderError
 
@@ -268,6 +269,8 @@ def describe_failure(exc: BaseException, settings: Settings) -> str:
     is one.
     """
     name = type(exc).__name__
+    if isinstance(exc, StartupRefused):
+        return str(exc)
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return (
             f"HTTP_PORT: port {settings.http_port} on {settings.http_host} is already in use; "

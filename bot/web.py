@@ -53,6 +53,7 @@ def build_web_app(
     payments: PaymentService,
     max_body: int,
     is_ready: Callable[[], bool],
+    role: Callable[[], str] = lambda: "poller",
     telegram_secret: str | None = None,
     on_telegram_update: Callable[[Any], Awaitable[None]] | None = None,
 ) -> Starlette:
@@ -82,7 +83,8 @@ def build_web_app(
         database = await payments.healthy()
         ready = is_ready()
         status = 200 if database and ready else 503
-        return JSONResponse({"database": database, "bot": ready}, status_code=status)
+        body = {"database": database, "bot": ready, "role": role()}
+        return JSONResponse(body, status_code=status)
 
     async def telegram_update(request: Request) -> Response:
         if on_telegram_update is None or telegram_secret is None:

@@ -109,6 +109,9 @@ class InvoiceRow(SQLModel, table=True):
     settle_after: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     # The preview card the attempt was confirmed from, so a background settle can update it.
     preview_message_id: int | None = Field(default=None, sa_type=BigInteger)
+    # The process that sent the create request (several processes): while it lives, its
+    # attempt in 'creating' is still waiting for the provider, not interrupted.
+    owner: str | None = Field(default=None, max_length=40)
     locale: str | None = Field(default=None, max_length=8)  # the merchant's, for notifications
     error_code: str | None = Field(default=None, max_length=64)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -180,3 +183,45 @@ class AdminAlertRow(SQLModel, table=True):
     params: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class TelegramUpdateRow(SQLModel, table=True):
+    """The shared inbox of Telegram updates when several processes serve one bot (PostgreSQL).
+
+    The poller (or any process taking a webhook delivery) stores each update once, keyed by
+    Telegram's update_id, before confirming it to Telegram; then whichever process holds the
+    chat's lock processes that chat's updates in update_id order and marks them done. An update
+    Telegram sends again after a crash finds its row and is not processed twice.
+    """
+
+    __tablename__ = "telegram_update"
+    __table_args__ = (
+        Index(
+            "ix_telegram_update_pending",
+            "chat_key",
+            "update_id",
+            sqlite_where=text("done_at IS NULL"),
+            postgresql_where=text("done_at IS NULL"),
+        ),
+    )
+
+    update_id: int = Field(
+        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    chat_key: int = Field(sa_type=BigInteger)  # the chat (or user) whose updates keep order
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    done_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class BotProcessRow(SQLModel, table=True):
+    """A running bot process and its role, refreshed every few seconds: shows who polls, and
+    lets each process take its share of Telegram's per-bot send limit."""
+
+    __tablename__ = "bot_process"
+
+    id: str = Field(primary_key=True, max_length=40)
+    role: str = Field(max_length=16)  # poller | standby | webhook
+    leader: bool = False  # runs the notifier, the settler and the periodic jobs
+    started_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    seen_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

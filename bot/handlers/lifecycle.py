@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from telegram import Bot, InlineKeyboardMarkup, ReplyParameters, Update
@@ -42,6 +43,8 @@ class BackgroundLoop:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # With several processes only the leader runs the loop; the others skip rounds.
+        self.active: Callable[[], bool] = lambda: True
 
     def wake(self) -> None:
         self._wake.set()
@@ -66,7 +69,7 @@ class BackgroundLoop:
     async def _run(self) -> None:
         while not self._stopping:
             try:
-                delay = await self.round()
+                delay = await self.round() if self.active() else SWEEP_SECONDS
             except Exception:  # keep going after a bad round; the next one retries
                 logger.exception("%s round failed", self.name)
                 delay = SWEEP_SECONDS

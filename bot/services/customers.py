@@ -12,13 +12,21 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from bot.domain import Customer, LegalEntity, NaturalPerson, Sender, SenderType, sender_type_of
+from bot.domain import (
+    Customer,
+    LegalEntity,
+    NaturalPerson,
+    Sender,
+    SenderType,
+    StartupRefused,
+    sender_type_of,
+)
 from storage.models import CustomerRow
 from storage.repositories import CustomerRepository
 from storage.sealing import Sealer, SealError, customer_lookup_key, key_id_of
 
 
-class DataKeyMismatch(Exception):
+class DataKeyMismatch(StartupRefused):
     """The database holds personal data sealed with another DATA_KEY than the one configured."""
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import math
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from bot.domain import (
@@ -122,6 +122,7 @@ class InvoiceService:
         self._payments = payments
         self._alerts = alerts
         self.on_unsettled: Callable[[], None] = lambda: None  # wakes the background settler
+        self.process_id: str | None = None  # this process, when several serve the bot
         # Providers whose "keys refused" alert may still stand: the next success clears it
         # (once, not on every invoice), so a later refusal is alerted again.
         self._auth_alert_standing = set(providers)
@@ -330,6 +331,7 @@ class InvoiceService:
                     locale=draft.extra.get("locale"),
                     outcome=InvoiceOutcome.CREATING.value,
                     preview_message_id=message_id,
+                    owner=self.process_id,
                 )
             )
         except LiveAttemptExists:
@@ -443,12 +445,23 @@ class InvoiceService:
     async def mark_card(self, invoice_id: int, message_id: int, shown_status: str | None) -> None:
         await self._invoices.set_message(invoice_id, message_id, shown_status)
 
-    async def recover_interrupted(self, older_than: dt.timedelta = dt.timedelta(seconds=0)) -> int:
+    async def recover_interrupted(
+        self,
+        older_than: dt.timedelta = dt.timedelta(seconds=0),
+        live_processes: Collection[str] | None = None,
+    ) -> int:
         """Attempts a crash left in 'creating' become 'unknown', settled once the request
         could no longer be running at the provider; settle leases a crash left behind are
-        released (no more than the provider's own wait remains)."""
+        released (no more than the provider's own wait remains). With several processes,
+        an attempt is interrupted once it is `older_than` or its process is not live."""
         await self._invoices.cap_settle_after(utcnow() + self._wait_window, PARKED)
-        rows = await self._invoices.stale_creating(utcnow() - older_than)
+        now = utcnow()
+        rows = [
+            row
+            for row in await self._invoices.stale_creating(now)
+            if row.updated_at < now - older_than
+            or (live_processes is not None and row.owner not in live_processes)
+        ]
         for row in rows:
             assert row.id is not None
             await self._invoices.record(

@@ -19,7 +19,7 @@ async def test_health_check_reports_database_and_bot(
     async with httpx.AsyncClient() as client:
         healthy = await client.get(f"{bot_url(bot)}/healthz")
     assert healthy.status_code == 200
-    assert healthy.json() == {"database": True, "bot": True}
+    assert healthy.json() == {"database": True, "bot": True, "role": "poller"}
 
 
 async def test_admins_get_the_callback_url_to_paste_into_the_dashboard(
