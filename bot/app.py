@@ -21,9 +21,12 @@ from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import BadRequest
 from telegram.ext import (
     Application,
+    BusinessConnectionHandler,
     CallbackQueryHandler,
+    ChosenInlineResultHandler,
     CommandHandler,
     ContextTypes,
+    InlineQueryHandler,
     MessageHandler,
     TypeHandler,
     filters,
@@ -32,13 +35,15 @@ from telegram.ext import (
 from bot.cluster import Cluster, SharedRateLimiter
 from bot.config import Settings, TelegramMode
 from bot.data_key import resolve_data_key
-from bot.handlers import admin, common, customers, lifecycle, new_invoice
+from bot.handlers import admin, common, customers, lifecycle, new_invoice, reach, views
 from bot.handlers.callback_data import (
+    BusinessSend,
     CustomerButton,
     DraftButton,
     InvoiceButton,
     ListPage,
     NewInvoice,
+    PayerButton,
     matcher,
 )
 from bot.handlers.context import BotApplication, BotContext, BotServices
@@ -52,6 +57,7 @@ from bot.services.customers import CustomerService
 from bot.services.drafts import DraftCodec, DraftService
 from bot.services.invoices import InvoiceService
 from bot.services.payments import PaymentService
+from bot.services.sharing import ShareService
 from bot.single_process import ProcessLock
 from bot.update_processor import PerChatUpdateProcessor
 from bot.web import UPDATES_ROUTE, build_web_app
@@ -64,6 +70,7 @@ from storage.repositories import (
     PaymentRepository,
 )
 from storage.sealing import Sealer
+from storage.sharing import BusinessRepository, ShareRepository
 from storage.types import utcnow
 
 logger = logging.getLogger(__name__)
@@ -94,6 +101,12 @@ def register_handlers(app: BotApplication, settings: Settings) -> None:
     app.add_handler(CommandHandler("callbacks", lifecycle.callbacks_command))
     app.add_handler(CommandHandler("unmatched", lifecycle.unmatched_command))
     app.add_handler(CallbackQueryHandler(lifecycle.card_button, pattern=matcher(InvoiceButton)))
+    app.add_handler(CallbackQueryHandler(reach.payer_button, pattern=matcher(PayerButton)))
+    app.add_handler(CallbackQueryHandler(reach.business_send, pattern=matcher(BusinessSend)))
+    app.add_handler(InlineQueryHandler(reach.inline_query))
+    app.add_handler(ChosenInlineResultHandler(reach.inline_chosen))
+    app.add_handler(BusinessConnectionHandler(reach.business_connection))
+    app.add_handler(MessageHandler(filters.UpdateType.BUSINESS_MESSAGES, reach.business_message))
     app.add_handler(CommandHandler("customers", customers.list_customers))
     app.add_handler(CommandHandler("forget", customers.forget_command))
     app.add_handler(CallbackQueryHandler(customers.forget_button, pattern=matcher(CustomerButton)))
@@ -179,6 +192,7 @@ class BotRuntime:
     services: BotServices
     notifier: lifecycle.Notifier
     settler: lifecycle.Settler
+    keeper: views.ViewKeeper
     http: HttpServer
     data_key: str = field(repr=False, default="")
     cluster: Cluster | None = None  # several processes share PostgreSQL
@@ -206,6 +220,7 @@ class BotRuntime:
         if self.cluster is None:  # with several processes, the leader does it (see below)
             await self._recover_interrupted()
         await self.application.initialize()
+        self.services.sharing.inline_enabled = bool(self.application.bot.supports_inline_queries)
         await self._set_commands()
         await self.services.currencies.all()
         await self.http.start()
@@ -227,6 +242,7 @@ class BotRuntime:
             await self.cluster.start(poll_timeout)
         self.notifier.start()
         self.notifier.wake()  # anything left untold by a previous run
+        self.keeper.start()
         self.settler.start()  # and any attempt left unsettled
         assert self.application.job_queue is not None
         idle_check = min(60.0, max(0.2, settings.conversation_timeout_seconds / 4))
@@ -277,6 +293,7 @@ class BotRuntime:
             await self.cluster.stop()
         await self.settler.stop()
         await self.notifier.stop()
+        await self.keeper.stop()
         updater = self.application.updater
         if updater is not None and updater.running:
             await updater.stop()
@@ -390,6 +407,16 @@ def build_runtime(
         requirements=provider.requirements,
         payments=payments,
         alerts=alerts,
+        sharing=ShareService(
+            shares=ShareRepository(sessions),
+            business=BusinessRepository(sessions),
+            invoices=invoices,
+            drafts=draft_service,
+            customers=customer_service,
+            currencies=currencies,
+            max_amount=settings.max_invoice_amount,
+            sender_data=provider.requirements.sender_data,
+        ),
     )
     limiter = SharedRateLimiter(max_retries=2)
     builder = (
@@ -410,7 +437,13 @@ def build_runtime(
     application.bot_data["services"] = services
     register_handlers(application, settings)
     notifier = lifecycle.Notifier(application.bot, services)
-    payments.on_change = notifier.wake
+    keeper = views.ViewKeeper(application.bot, services)
+
+    def on_change() -> None:
+        notifier.wake()
+        keeper.wake()
+
+    payments.on_change = on_change
     settler = lifecycle.Settler(application.bot, services)
     services.invoices.on_unsettled = settler.wake
     cluster: Cluster | None = None
@@ -422,6 +455,7 @@ def build_runtime(
     def wake_background() -> None:
         notifier.wake()
         settler.wake()
+        keeper.wake()
 
     if shared:
         cluster = Cluster(
@@ -434,7 +468,9 @@ def build_runtime(
             on_leader=on_leader,
             limiter=limiter,
         )
-        notifier.active = settler.active = lambda: cluster is not None and cluster.is_leader
+        notifier.active = settler.active = keeper.active = lambda: (
+            cluster is not None and cluster.is_leader
+        )
         services.invoices.process_id = cluster.process_id
         payments.on_change = services.invoices.on_unsettled = cluster.changed
 
@@ -463,8 +499,8 @@ def build_runtime(
     )
     http = HttpServer(web_app, settings.http_host, settings.http_port)
     runtime = BotRuntime(
-        settings, application, engine, providers, services, notifier, settler, http, data_key,
-        cluster,
+        settings, application, engine, providers, services, notifier, settler, keeper, http,
+        data_key, cluster,
     )  # fmt: skip
     runtime_box.append(runtime)
     return runtime

@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     currency_cache_seconds: int = Field(default=3600, ge=0)
     log_level: str = "INFO"
     notify_chat_id: int | None = None
+    # Remind a payer who opened the invoice in the bot this long before it expires unpaid
+    # (once; 0 turns it off), and list to merchants their invoices expiring that soon.
+    payer_reminder_minutes: int = Field(default=60, ge=0, le=60 * 24 * 30)
+    merchant_reminder_minutes: int = Field(default=60, ge=0, le=60 * 24 * 30)
     reconcile_interval_seconds: float = Field(default=300, ge=0)  # 0 turns the job off
 
     @field_validator(

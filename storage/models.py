@@ -112,6 +112,10 @@ class InvoiceRow(SQLModel, table=True):
     # The process that sent the create request (several processes): while it lives, its
     # attempt in 'creating' is still waiting for the provider, not interrupted.
     owner: str | None = Field(default=None, max_length=40)
+    # The payer's deep link `t.me/<bot>?start=<payer_token>`: random, never the invoice id.
+    payer_token: str | None = Field(default=None, max_length=64, unique=True)
+    # When the merchant was shown this invoice among those about to expire or partly paid.
+    merchant_reminded_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     locale: str | None = Field(default=None, max_length=8)  # the merchant's, for notifications
     error_code: str | None = Field(default=None, max_length=64)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -225,3 +229,54 @@ class BotProcessRow(SQLModel, table=True):
     leader: bool = False  # runs the notifier, the settler and the periodic jobs
     started_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     seen_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InvoiceViewRow(SQLModel, table=True):
+    """A copy of an invoice card outside the merchant's own chat, edited as the payment moves:
+    posted inline into a chat, opened by the payer from the deep link, or sent as the
+    merchant through Telegram Business."""
+
+    __tablename__ = "invoice_view"
+    __table_args__ = (
+        Index("ux_invoice_view_inline", "inline_message_id", unique=True),
+        Index("ux_invoice_view_chat", "invoice_id", "kind", "chat_id", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: int = Field(foreign_key="invoice.id")
+    kind: str = Field(max_length=16)  # inline | payer | business
+    chat_id: int | None = Field(default=None, sa_type=BigInteger)
+    message_id: int | None = Field(default=None, sa_type=BigInteger)
+    inline_message_id: str | None = Field(default=None, max_length=255)
+    business_connection_id: str | None = Field(default=None, max_length=255)
+    locale: str | None = Field(default=None, max_length=8)  # the reader's
+    shown_status: str | None = Field(default=None, max_length=32)  # drawn on this card
+    told_status: str | None = Field(default=None, max_length=32)  # payer: receipt sent for
+    reminded_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class BusinessConnectionRow(SQLModel, table=True):
+    """A merchant's Telegram Business account connected to the bot."""
+
+    __tablename__ = "business_connection"
+
+    id: str = Field(primary_key=True, max_length=255)
+    merchant_id: int = Field(sa_type=BigInteger)
+    can_reply: bool = False
+    enabled: bool = False
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class BusinessChatRow(SQLModel, table=True):
+    """A customer's chat with a connected merchant, as last seen: the bot may post there as
+    the merchant only while the customer wrote in the last 24 hours."""
+
+    __tablename__ = "business_chat"
+
+    connection_id: str = Field(primary_key=True, max_length=255)
+    chat_id: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    name: str = Field(max_length=64)  # the customer's first name, to pick the chat by
+    last_incoming_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -79,7 +79,10 @@ async def show_invoice(update: Update, context: BotContext) -> None:
         text[:4096],
         parse_mode=ParseMode.HTML,
         reply_markup=render.invoice_card_keyboard(
-            t, invoice, can_refresh=services.payments.can_query(invoice.provider)
+            t,
+            invoice,
+            can_refresh=services.payments.can_query(invoice.provider),
+            share=services.sharing.inline_enabled,
         ),
         disable_web_page_preview=True,
     )

@@ -9,9 +9,13 @@ Formats (all ASCII, every field checked, numbers without leading zeros):
 - `new`: start a new invoice (`NewInvoice`).
 - `list|<page>`: a page of the invoice list, page 0-999999 (`ListPage`).
 - `inv|<action>|<invoice id>`: a button on an invoice card, action `cancel` (ask to cancel),
-  `cancelok` (cancel confirmed), `keep` (do not cancel), `refresh` or `again` (a new
-  invoice for the same customer and currency); id 1-999999999999
+  `cancelok` (cancel confirmed), `keep` (do not cancel), `refresh`, `again` (a new
+  invoice for the same customer and currency), `qr` (the pay link as a QR code), `biz`
+  (send it in a Business chat) or `remind` (remind the customer); id 1-999999999999
   (`InvoiceButton`).
+- `pay|qr|<token>`: the payer's QR code button; the token is the invoice's payer token,
+  16-48 characters of `A-Za-z0-9_-` (`PayerButton`).
+- `biz|<invoice id>|<chat id>`: post the invoice in that Business chat (`BusinessSend`).
 - `cus|<action>|<customer id>`: erasing a customer's data, action `forget` (confirmed) or
   `keep` (not erased); id 1-999999999999 (`CustomerButton`).
 - `<draft id>|<action>|<arg>`: a button bound to one draft (16 lowercase hex digits), so a stale
@@ -43,12 +47,14 @@ MAX_BYTES: Final = 64
 """Telegram's limit on `callback_data`, in bytes of UTF-8."""
 
 DraftAction = Literal["cur", "cus", "st", "cty", "confirm", "edit", "cancel", "ed"]
-InvoiceAction = Literal["cancel", "cancelok", "keep", "refresh", "again"]
+InvoiceAction = Literal["cancel", "cancelok", "keep", "refresh", "again", "qr", "biz", "remind"]
+PayerAction = Literal["qr"]
 CustomerAction = Literal["forget", "keep"]
 
 DRAFT_ACTIONS: Final[frozenset[str]] = frozenset(get_args(DraftAction))
 INVOICE_ACTIONS: Final[frozenset[str]] = frozenset(get_args(InvoiceAction))
 CUSTOMER_ACTIONS: Final[frozenset[str]] = frozenset(get_args(CustomerAction))
+PAYER_ACTIONS: Final[frozenset[str]] = frozenset(get_args(PayerAction))
 EDIT_FIELDS: Final = (
     "amount", "currency", "title", "customer", "first_name", "last_name", "birth_date",
     "legal_name", "country", "email", "back",
@@ -75,6 +81,10 @@ assert set(_DRAFT_ARG) == DRAFT_ACTIONS
 _LIST = re.compile(r"list\|(0|[1-9][0-9]{0,5})")
 _INVOICE = re.compile(r"inv\|([a-z]{1,16})\|([1-9][0-9]{0,11})")
 _CUSTOMER = re.compile(r"cus\|([a-z]{1,16})\|([1-9][0-9]{0,11})")
+_PAYER = re.compile(r"pay\|([a-z]{1,16})\|([A-Za-z0-9_-]{16,48})")
+_BUSINESS = re.compile(r"biz\|([1-9][0-9]{0,11})\|([1-9][0-9]{0,15})")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,48}")
+MAX_CHAT_ID: Final = 10**16 - 1
 _DRAFT = re.compile(r"([0-9a-f]{16})\|([a-z]{1,16})\|([A-Za-z0-9_]{0,16})")
 
 
@@ -135,6 +145,40 @@ class CustomerButton:
 
 
 @dataclass(frozen=True, slots=True)
+class PayerButton:
+    """A button on a payer's card; `token` is the invoice's payer token, never its id."""
+
+    action: PayerAction
+    token: str
+
+    def __post_init__(self) -> None:
+        if self.action not in PAYER_ACTIONS:
+            raise ValueError(f"unknown payer action: {self.action!r}")
+        if not isinstance(self.token, str) or not _TOKEN.fullmatch(self.token):
+            raise ValueError("not a payer token")
+
+    def build(self) -> str:
+        return f"pay|{self.action}|{self.token}"
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessSend:
+    """Post invoice `invoice_id` in the merchant's Business chat with the customer `chat_id`."""
+
+    invoice_id: int
+    chat_id: int
+
+    def __post_init__(self) -> None:
+        if type(self.invoice_id) is not int or not 1 <= self.invoice_id <= MAX_INVOICE_ID:
+            raise ValueError(f"invoice id out of range: {self.invoice_id!r}")
+        if type(self.chat_id) is not int or not 1 <= self.chat_id <= MAX_CHAT_ID:
+            raise ValueError(f"chat id out of range: {self.chat_id!r}")
+
+    def build(self) -> str:
+        return f"biz|{self.invoice_id}|{self.chat_id}"
+
+
+@dataclass(frozen=True, slots=True)
 class DraftButton:
     """A button bound to one draft; `arg` is what the action needs (see the module table)."""
 
@@ -155,7 +199,15 @@ class DraftButton:
         return f"{self.draft_id}|{self.action}|{self.arg}"
 
 
-CallbackData = CustomerButton | DraftButton | InvoiceButton | ListPage | NewInvoice
+CallbackData = (
+    BusinessSend
+    | CustomerButton
+    | DraftButton
+    | InvoiceButton
+    | ListPage
+    | NewInvoice
+    | PayerButton
+)
 
 
 def parse_callback_data(data: str | None) -> CallbackData | None:
@@ -175,6 +227,12 @@ def parse_callback_data(data: str | None) -> CallbackData | None:
             if match[1] not in CUSTOMER_ACTIONS:
                 return None
             return CustomerButton(cast(CustomerAction, match[1]), int(match[2]))
+        if match := _PAYER.fullmatch(data):
+            if match[1] not in PAYER_ACTIONS:
+                return None
+            return PayerButton(cast(PayerAction, match[1]), match[2])
+        if match := _BUSINESS.fullmatch(data):
+            return BusinessSend(int(match[1]), int(match[2]))
         if match := _DRAFT.fullmatch(data):
             if match[2] not in DRAFT_ACTIONS:
                 return None
@@ -194,6 +252,7 @@ def matcher(kind: type[CallbackData], *actions: str) -> Callable[[object], bool]
         DraftButton: DRAFT_ACTIONS,
         InvoiceButton: INVOICE_ACTIONS,
         CustomerButton: CUSTOMER_ACTIONS,
+        PayerButton: PAYER_ACTIONS,
     }.get(kind, frozenset())
     if not wanted <= known:
         raise ValueError(f"{kind.__name__} has no action(s) {sorted(wanted - known)}")
@@ -202,7 +261,9 @@ def matcher(kind: type[CallbackData], *actions: str) -> Callable[[object], bool]
         parsed = parse_callback_data(data if isinstance(data, str) else None)
         if not isinstance(parsed, kind):
             return False
-        if wanted and isinstance(parsed, CustomerButton | DraftButton | InvoiceButton):
+        if wanted and isinstance(
+            parsed, CustomerButton | DraftButton | InvoiceButton | PayerButton
+        ):
             return parsed.action in wanted
         return True
 

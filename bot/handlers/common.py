@@ -9,7 +9,8 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.ext import ApplicationHandlerStop
 
-from bot.handlers.callback_data import NewInvoice
+from bot.handlers import new_invoice, reach
+from bot.handlers.callback_data import NewInvoice, PayerButton, parse_callback_data
 from bot.handlers.context import BotContext, role_of, texts_for
 from bot.handlers.telegram_io import answer
 from bot.services.access import Role, commands_for
@@ -17,10 +18,30 @@ from bot.services.access import Role, commands_for
 logger = logging.getLogger(__name__)
 
 
+def _open_to_anyone(update: Update) -> bool:
+    """What strangers may do: open an invoice by its link (`/start <token>`), press its
+    payer buttons, and what reaches the bot from merchants' Business chats."""
+    message = update.message
+    if message is not None and message.text is not None:
+        parts = message.text.split()
+        if len(parts) == 2 and parts[0] in ("/start", f"/start@{update.get_bot().username}"):
+            return True
+    if update.callback_query is not None:
+        return isinstance(parse_callback_data(update.callback_query.data), PayerButton)
+    return bool(
+        update.business_connection or update.business_message
+        or update.edited_business_message or update.deleted_business_messages
+    )  # fmt: skip
+
+
 async def gate(update: Update, context: BotContext) -> None:
-    """Stops every update from users who are neither merchants nor admins (group -1)."""
-    if role_of(update, context) is not None:
+    """Stops every update from users who are neither merchants nor admins (group -1),
+    except what payers may do."""
+    if role_of(update, context) is not None or _open_to_anyone(update):
         return
+    if update.inline_query is not None:  # an inline query from anyone else gets nothing
+        await update.inline_query.answer([], cache_time=0, is_personal=True)
+        raise ApplicationHandlerStop
     user = update.effective_user
     if user is None:
         raise ApplicationHandlerStop
@@ -35,7 +56,19 @@ async def gate(update: Update, context: BotContext) -> None:
 
 
 async def start(update: Update, context: BotContext) -> None:
-    """Greets and offers the main actions."""
+    """Greets and offers the main actions; `/start <token>` opens a payer's invoice."""
+    args = context.args or []
+    role = role_of(update, context)
+    if args and (
+        role is None or args[0] not in (reach.START_ADD_CUSTOMER, reach.START_INLINE_HELP)
+    ):
+        await reach.payer_start(update, context, args[0])
+        return
+    if role is None:
+        return
+    if args and args[0] == reach.START_ADD_CUSTOMER:
+        await new_invoice.start_from_inline(update, context)
+        return
     t = texts_for(update, context)
     assert update.effective_chat is not None
     rows = [[InlineKeyboardButton(t("button-new-invoice"), callback_data=NewInvoice().build())]]

@@ -18,6 +18,7 @@ from bot.services.customers import CustomerService
 from bot.services.drafts import DraftService
 from bot.services.invoices import InvoiceService
 from bot.services.payments import PaymentService
+from bot.services.sharing import ShareService
 from storage.repositories import AlertRepository
 
 
@@ -34,6 +35,7 @@ class BotServices:
     requirements: ProviderRequirements
     payments: PaymentService
     alerts: AlertRepository
+    sharing: ShareService
 
 
 class BotContext(CallbackContext[ExtBot[Any], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):

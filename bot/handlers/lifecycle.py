@@ -14,7 +14,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.domain import Customer, PaymentStatus
-from bot.handlers import render
+from bot.handlers import reach, render
 from bot.handlers.callback_data import InvoiceButton, parse_callback_data
 from bot.handlers.context import BotContext, BotServices, role_of, texts_for
 from bot.handlers.telegram_io import answer
@@ -169,7 +169,11 @@ class Notifier(BackgroundLoop):
                 message_id=invoice.message_id,
                 parse_mode=ParseMode.HTML,
                 reply_markup=render.invoice_card_keyboard(
-                    t, invoice, can_refresh=services.payments.can_query(invoice.provider)
+                    t,
+                    invoice,
+                    can_refresh=services.payments.can_query(invoice.provider),
+                    share=services.sharing.inline_enabled,
+                    business=await services.sharing.has_business(invoice.merchant_id),
                 ),
                 disable_web_page_preview=True,
             )
@@ -219,7 +223,11 @@ async def present_invoice(
     assert invoice.id is not None
     text = render.invoice_card(t, invoice, customer, forward_hint=forwardable)
     markup = render.invoice_card_keyboard(
-        t, invoice, can_refresh=services.payments.can_query(invoice.provider)
+        t,
+        invoice,
+        can_refresh=services.payments.can_query(invoice.provider),
+        share=services.sharing.inline_enabled,
+        business=await services.sharing.has_business(invoice.merchant_id),
     )
     card_id = message_id
     if message_id is not None:
@@ -239,9 +247,12 @@ async def present_invoice(
         card_id = sent.message_id
     await services.invoices.mark_card(invoice.id, card_id, invoice.status)
     if forwardable:
+        token = await services.sharing.token_of(invoice)
         await bot.send_message(
             invoice.chat_id,
-            render.forward_text(t, invoice, services.settings.shop_name),
+            render.forward_text(
+                t, invoice, services.settings.shop_name, reach.deep_link(bot, token)
+            ),
             parse_mode=ParseMode.HTML,
             disable_web_page_preview=True,
         )
@@ -388,6 +399,17 @@ async def card_button(update: Update, context: BotContext) -> None:
         await answer(query, t("stale-button"))
         return
     action, ref = button.action, str(button.invoice_id)
+    if action in ("qr", "biz", "remind"):
+        found = await _find(update, context, ref)
+        if found is None:
+            await answer(query, t("invoice-not-found", ref=ref[:40])[:200])
+        elif action == "qr":
+            await reach.card_qr(update, context, found)
+        elif action == "biz":
+            await reach.card_business(update, context, found)
+        else:
+            await reach.remind_customer(update, context, found)
+        return
     if action in ("cancel", "keep"):
         invoice = await _find(update, context, ref)
         if invoice is None:
@@ -401,7 +423,10 @@ async def card_button(update: Update, context: BotContext) -> None:
             await answer(query, None if action == "keep" else t("cancel-refused-status",
                          status=render.status_text(t, invoice))[:200])  # fmt: skip
             markup = render.invoice_card_keyboard(
-                t, invoice, can_refresh=services.payments.can_query(invoice.provider)
+                t,
+                invoice,
+                can_refresh=services.payments.can_query(invoice.provider),
+                share=services.sharing.inline_enabled,
             )
         with contextlib.suppress(BadRequest):  # "not modified" on a repeated tap
             await query.edit_message_reply_markup(markup)
@@ -416,7 +441,10 @@ async def card_button(update: Update, context: BotContext) -> None:
             with contextlib.suppress(BadRequest):
                 await query.edit_message_reply_markup(
                     render.invoice_card_keyboard(
-                        t, invoice, can_refresh=services.payments.can_query(invoice.provider)
+                        t,
+                        invoice,
+                        can_refresh=services.payments.can_query(invoice.provider),
+                        share=services.sharing.inline_enabled,
                     )
                 )
 

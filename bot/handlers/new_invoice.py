@@ -77,6 +77,17 @@ async def start_new(update: Update, context: BotContext) -> None:
     await _send(update, text, markup)
 
 
+async def start_from_inline(update: Update, context: BotContext) -> None:
+    """`/start add` from the inline picker's "new payer" button: a draft with what the
+    merchant typed there, to add the payer; the card's Share button goes back to the chat."""
+    merchant_id, chat_id = _ids(update)
+    t = texts_for(update, context)
+    lines = context.bot_data.get("inline_line", {})
+    line = str(lines.get(merchant_id, "")) if isinstance(lines, dict) else ""
+    prompt = await context.services.conversation.start(merchant_id, chat_id, t.locale, line)
+    await _send(update, render.prompt_text(t, prompt), render.prompt_keyboard(t, prompt))
+
+
 async def on_text(update: Update, context: BotContext) -> None:
     """A typed answer to the draft's current question."""
     merchant_id, chat_id = _ids(update)

@@ -18,7 +18,13 @@ from bot.domain import (
     PaymentStatus,
     Sender,
 )
-from bot.handlers.callback_data import DraftAction, DraftButton, InvoiceButton, ListPage
+from bot.handlers.callback_data import (
+    DraftAction,
+    DraftButton,
+    InvoiceButton,
+    ListPage,
+    PayerButton,
+)
 from bot.handlers.formatting import duration, money, number, when
 from bot.i18n import Html, Texts
 from bot.services.conversation import EDIT_MENU, PREVIEW, Prompt
@@ -194,16 +200,30 @@ def _is_final(invoice: InvoiceRow) -> bool:
 
 
 def invoice_card_keyboard(
-    t: Texts, invoice: InvoiceRow, *, can_refresh: bool = False
+    t: Texts,
+    invoice: InvoiceRow,
+    *,
+    can_refresh: bool = False,
+    share: bool = False,
+    business: bool = False,
 ) -> InlineKeyboardMarkup | None:
-    """Pay link while payable; Cancel while nothing is paid; Refresh where the provider
-    answers; and a new invoice for the same customer and currency, always."""
+    """Pay link while payable, with a QR code and Share (the inline picker, prefilled);
+    Send in a Business chat when the merchant connected one; Cancel while nothing is paid;
+    Refresh where the provider answers; and a new invoice for the same customer, always."""
     if invoice.id is None:
         return None
     again = [button(t("button-again"), InvoiceButton("again", invoice.id).build())]
     if not invoice.pay_url or _is_final(invoice):
         return InlineKeyboardMarkup([again])
     rows = [[InlineKeyboardButton(t("button-open-link"), url=invoice.pay_url)]]
+    sharing = [button(t("button-qr"), InvoiceButton("qr", invoice.id).build())]
+    if share:  # a Share button is refused unless inline mode is on (@BotFather)
+        sharing.append(
+            InlineKeyboardButton(t("button-share"), switch_inline_query=f"#{invoice.id}")
+        )
+    rows.append(sharing)
+    if business:
+        rows.append([button(t("button-business"), InvoiceButton("biz", invoice.id).build())])
     actions = []
     if PaymentService.cancellable(invoice):
         cancel = InvoiceButton("cancel", invoice.id).build()
@@ -250,7 +270,70 @@ def status_of_outcome(t: Texts, invoice: InvoiceRow) -> str:
     return t(key) if key in t.catalog.keys("en") else invoice.outcome
 
 
-def forward_text(t: Texts, invoice: InvoiceRow, shop: str | None = None) -> str:
+def payer_card(t: Texts, invoice: InvoiceRow, shop: str | None, *, reminder: bool = False) -> str:
+    """The invoice as its payer sees it (a chat, the inline card, a Business chat): who asks,
+    for what, how much, until when, and where the payment stands, live."""
+    lines = [
+        t("payer-title-shop" if shop else "payer-title", title=invoice.title, shop=shop or ""),
+        "",
+        t("field-amount", amount=money(invoice.amount, invoice.currency, t.locale)),
+    ]
+    status = PaymentStatus(invoice.status or "created")
+    if invoice.expires_at is not None and not status.final:
+        lines.append(t("payer-valid-until", when=when(invoice.expires_at, t.locale)))
+    lines.append(t("field-status", status=status_text(t, invoice)))
+    if invoice.amount_received and status is not PaymentStatus.PENDING:
+        lines.append(t("field-received", received=received_text(t, invoice)))
+    if status is PaymentStatus.PARTIAL:
+        lines.append(t("payer-missing", missing=missing_text(t, invoice)))
+    if reminder and not status.final:
+        lines += ["", t("payer-reminder-line")]
+    return "\n".join(lines)
+
+
+def missing_text(t: Texts, invoice: InvoiceRow) -> str:
+    """What is still to pay, when what arrived is in the invoice's currency; else `?`."""
+    try:
+        same = (invoice.received_currency or invoice.currency) == invoice.currency
+        received = Decimal(invoice.amount_received or "0")
+    except ArithmeticError:
+        return "?"
+    if not same or received >= invoice.amount:
+        return "?"
+    return money(invoice.amount - received, invoice.currency, t.locale)
+
+
+def payer_keyboard(
+    t: Texts, invoice: InvoiceRow, *, token: str, status_url: str | None = None
+) -> InlineKeyboardMarkup | None:
+    """Pay and QR while there is something to pay; the live status in the bot (a link for a
+    card outside the payer's chat with the bot)."""
+    status = PaymentStatus(invoice.status or "created")
+    rows: list[list[InlineKeyboardButton]] = []
+    if invoice.pay_url and not status.final:
+        rows.append([InlineKeyboardButton(t("button-pay"), url=invoice.pay_url)])
+        if status_url is None:
+            rows.append([button(t("button-qr"), PayerButton("qr", token).build())])
+    if status_url is not None:
+        rows.append([InlineKeyboardButton(t("button-track"), url=status_url)])
+    return InlineKeyboardMarkup(rows) if rows else None
+
+
+def receipt_text(t: Texts, invoice: InvoiceRow, shop: str | None) -> str:
+    return t(
+        "payer-receipt",
+        title=invoice.title,
+        shop=shop or "—",
+        amount=money(invoice.amount, invoice.currency, t.locale),
+        received=received_text(t, invoice),
+        when=when(invoice.updated_at, t.locale),
+        reference=invoice.public_id,
+    )
+
+
+def forward_text(
+    t: Texts, invoice: InvoiceRow, shop: str | None = None, status_url: str | None = None
+) -> str:
     """The message the customer gets: who asks, for what, how much, how long, where to pay.
     A title that already says "Invoice" is not prefixed with it again."""
     bare = invoice.title.casefold().startswith(t("forward-invoice-word").casefold())
@@ -269,7 +352,7 @@ def forward_text(t: Texts, invoice: InvoiceRow, shop: str | None = None) -> str:
         amount=money(invoice.amount, invoice.currency, t.locale),
         validity=validity,
         url=invoice.pay_url or "",
-    ).replace("\n\n", "\n")
+    ).replace("\n\n", "\n") + (f"\n{t('forward-track', url=status_url)}" if status_url else "")
 
 
 def settled_notice(t: Texts, invoice: InvoiceRow, outcome: str) -> str:

@@ -327,7 +327,8 @@ class InvoiceService:
                     title=draft.title,
                     customer_id=customer.id if customer else None,
                     merchant_id=draft.merchant_id,
-                    chat_id=draft.chat_id,
+                    # An invoice made inline has no chat of its own: its news go to the merchant.
+                    chat_id=int(draft.extra.get("reply_chat", draft.chat_id)),
                     locale=draft.extra.get("locale"),
                     outcome=InvoiceOutcome.CREATING.value,
                     preview_message_id=message_id,

@@ -483,3 +483,23 @@ def test_failures_escaping_start_up_are_described_in_one_line() -> None:
     assert lines == "start-up failed: RuntimeError: first line"
     denied = describe_failure(PermissionError(13, "Permission denied", "/data"), settings)
     assert denied == "cannot use /data: Permission denied"
+
+
+async def test_a_second_process_on_the_same_sqlite_file_is_refused(
+    tmp_path: Path, telegram: FakeTelegram, cryptocloud: FakeCryptoCloud
+) -> None:
+    env = _env(tmp_path, telegram, **_cloud(cryptocloud))
+    second = tmp_path / "second"
+    second.mkdir()
+
+    async def start_another() -> None:
+        result = await run_until_exit(second, env)
+        assert result.code == 2
+        assert "another bot process is already using" in result.out
+        assert "use PostgreSQL" in result.out
+
+    first = await run_until_healthy(tmp_path, env, start_another)
+    assert "Generated a data key" in first.out  # the first start made data.key, once
+
+    again = await run_until_healthy(tmp_path, env)  # once the first is gone, a restart runs
+    assert "Generated a data key" not in again.out

@@ -34,6 +34,7 @@ from bot.handlers.callback_data import (
     INVOICE_ACTIONS,
     MAX_BYTES,
     SENDER_TYPES,
+    BusinessSend,
     CallbackData,
     CustomerAction,
     CustomerButton,
@@ -43,6 +44,7 @@ from bot.handlers.callback_data import (
     InvoiceButton,
     ListPage,
     NewInvoice,
+    PayerButton,
     matcher,
     parse_callback_data,
 )
@@ -516,6 +518,8 @@ callback_values: st.SearchStrategy[CallbackData] = st.one_of(
     st.builds(
         CustomerButton, st.sampled_from(get_args(CustomerAction)), st.integers(1, 10**12 - 1)
     ),
+    st.builds(PayerButton, st.just("qr"), st.from_regex(r"[A-Za-z0-9_-]{16,48}", fullmatch=True)),
+    st.builds(BusinessSend, st.integers(1, 10**12 - 1), st.integers(1, 10**16 - 1)),
     st.builds(ListPage, st.integers(0, 10**6 - 1)),
     st.just(NewInvoice()),
 )
@@ -532,7 +536,9 @@ any_strings = st.one_of(
 def test_action_tables_match_the_handlers() -> None:
     assert set(DRAFT_ARGS) == DRAFT_ACTIONS
     assert set(SENDER_TYPES) == {s.value for s in SenderType}
-    assert sorted(INVOICE_ACTIONS) == ["again", "cancel", "cancelok", "keep", "refresh"]
+    assert sorted(INVOICE_ACTIONS) == [
+        "again", "biz", "cancel", "cancelok", "keep", "qr", "refresh", "remind",
+    ]  # fmt: skip
 
 
 def assert_accepted_is_canonical(data: str, parsed: CallbackData | None) -> None:
