@@ -350,8 +350,8 @@ class WatchedTelegram(FakeTelegram):
         self.events.fire("bot message")
         return result
 
-    def _edit_message(self, call: Call, *, text: bool) -> dict[str, Any] | bool:
-        result = super()._edit_message(call, text=text)
+    def _edit_message(self, call: Call, kind: str) -> dict[str, Any] | bool:
+        result = super()._edit_message(call, kind)
         self.events.fire("bot message")
         return result
 

@@ -127,6 +127,9 @@ class Coordinator:
             self._chats.add(chat_key)
         return bool(taken)
 
+    def holds(self, chat_key: int) -> bool:
+        return chat_key in self._chats
+
     async def unlock_chat(self, chat_key: int) -> None:
         self._chats.discard(chat_key)
         with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
@@ -198,6 +201,9 @@ class InboxDispatcher:
         self._task: asyncio.Task[None] | None = None
         self._drains: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Chats another process was draining when last tried: it drains every update of the
+        # chat before letting go, so they are left to it until the next sweep.
+        self._elsewhere: dict[int, float] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -216,11 +222,19 @@ class InboxDispatcher:
     async def _run(self) -> None:
         while not self._stopping:
             try:
+                now = asyncio.get_running_loop().time()
                 for chat_key in await self._inbox.pending_chats():
+                    if self._elsewhere.get(chat_key, 0.0) > now:
+                        continue
                     if await self._coordinator.lock_chat(chat_key):
+                        self._elsewhere.pop(chat_key, None)
                         task = asyncio.create_task(self._drain(chat_key))
                         self._drains.add(task)
                         task.add_done_callback(self._drains.discard)
+                    elif not self._coordinator.holds(chat_key):
+                        self._elsewhere[chat_key] = now + SWEEP_SECONDS
+                if len(self._elsewhere) > 1000:
+                    self._elsewhere = {k: v for k, v in self._elsewhere.items() if v > now}
             except Exception:
                 logger.exception("inbox round failed")
             with contextlib.suppress(TimeoutError):
@@ -291,8 +305,9 @@ class Poller:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             try:
-                for update in updates:
-                    await self._inbox.store(update.update_id, chat_key_of(update), update.to_json())
+                await self._inbox.store_many(
+                    [(u.update_id, chat_key_of(u), u.to_json()) for u in updates]
+                )
             except Exception:
                 logger.exception("could not store updates; Telegram will send them again")
                 await asyncio.sleep(RETRY_SECONDS)

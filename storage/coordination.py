@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select, update
 
@@ -17,9 +18,11 @@ NOTIFY_CHANNEL = "crypto_invoice_bot"
 
 
 class UpdateInbox:
+    """PostgreSQL only: several processes share it (one process on SQLite needs no inbox)."""
+
     def __init__(self, sessions: Sessions, *, notify: bool) -> None:
         self._sessions = sessions
-        self._notify = notify  # PostgreSQL: tell the other processes at commit (LISTEN/NOTIFY)
+        self._notify = notify  # tell the other processes at commit (LISTEN/NOTIFY)
 
     async def store(self, update_id: int, chat_key: int, payload: str) -> bool:
         """Keep an update once; False when it was stored before (Telegram sent it again)."""
@@ -35,6 +38,20 @@ class UpdateInbox:
                 await session.rollback()
                 return False
         return True
+
+    async def store_many(self, updates: list[tuple[int, int, str]]) -> None:
+        """Keep a batch of (update_id, chat_key, payload) in one transaction; those stored
+        before are skipped. One notification for the whole batch."""
+        if not updates:
+            return
+        rows = [{"update_id": u, "chat_key": c, "payload": p, "received_at": utcnow()}
+                for u, c, p in updates]  # fmt: skip
+        async with self._sessions() as session:
+            statement = pg_insert(TelegramUpdateRow).values(rows).on_conflict_do_nothing()
+            await session.exec(statement)
+            if self._notify:
+                await session.exec(select(func.pg_notify(NOTIFY_CHANNEL, "updates")))
+            await session.commit()
 
     async def pending_chats(self, limit: int = 200) -> list[int]:
         """Chats with updates not processed yet, the longest waiting first."""
@@ -119,4 +136,3 @@ class ProcessRegistry:
                 )
             )
             await session.commit()
-

@@ -282,7 +282,8 @@ def payer_card(t: Texts, invoice: InvoiceRow, shop: str | None, *, reminder: boo
     if invoice.expires_at is not None and not status.final:
         lines.append(t("payer-valid-until", when=when(invoice.expires_at, t.locale)))
     lines.append(t("field-status", status=status_text(t, invoice)))
-    if invoice.amount_received and status is not PaymentStatus.PENDING:
+    money_moved = {PaymentStatus.PARTIAL, PaymentStatus.PAID, PaymentStatus.OVERPAID}
+    if invoice.amount_received and status in money_moved:
         lines.append(t("field-received", received=received_text(t, invoice)))
     if status is PaymentStatus.PARTIAL:
         lines.append(t("payer-missing", missing=missing_text(t, invoice)))
@@ -309,8 +310,10 @@ def payer_keyboard(
     """Pay and QR while there is something to pay; the live status in the bot (a link for a
     card outside the payer's chat with the bot)."""
     status = PaymentStatus(invoice.status or "created")
+    if status.final:  # paid, expired or cancelled: the card says it all, no link leads on
+        return None
     rows: list[list[InlineKeyboardButton]] = []
-    if invoice.pay_url and not status.final:
+    if invoice.pay_url:
         rows.append([InlineKeyboardButton(t("button-pay"), url=invoice.pay_url)])
         if status_url is None:
             rows.append([button(t("button-qr"), PayerButton("qr", token).build())])
