@@ -279,4 +279,5 @@ class BusinessChatRow(SQLModel, table=True):
         primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
     )
     name: str = Field(max_length=64)  # the customer's first name, to pick the chat by
+    language: str | None = Field(default=None, max_length=8)  # theirs, for the card
     last_incoming_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -65,6 +65,15 @@ class ShareRepository:
                 )
             return (await session.exec(query)).first()
 
+    async def has_payer_view(self, chat_id: int) -> bool:
+        async with self._sessions() as session:
+            result = await session.exec(
+                select(InvoiceViewRow.id)
+                .where(InvoiceViewRow.kind == "payer", InvoiceViewRow.chat_id == chat_id)
+                .limit(1)
+            )
+            return result.first() is not None
+
     async def update_view(self, view_id: int, **values: object) -> None:
         async with self._sessions() as session:
             await session.exec(
@@ -186,13 +195,16 @@ class BusinessRepository:
             )
             return result.all()
 
-    async def saw_incoming(self, connection_id: str, chat_id: int, name: str) -> None:
+    async def saw_incoming(
+        self, connection_id: str, chat_id: int, name: str, language: str | None
+    ) -> None:
         async with self._sessions() as session:
             await session.merge(
                 BusinessChatRow(
                     connection_id=connection_id,
                     chat_id=chat_id,
                     name=name[:64],
+                    language=(language or "")[:8] or None,
                     last_incoming_at=utcnow(),
                 )
             )

@@ -47,6 +47,8 @@ async def gate(update: Update, context: BotContext) -> None:
         raise ApplicationHandlerStop
     t = texts_for(update, context)
     text = t("not-allowed", user_id=user.id)
+    if await context.services.sharing.is_payer(user.id):  # a customer, not a would-be merchant
+        text = t("payer-hint")
     if update.callback_query:
         await answer(update.callback_query, t("not-allowed-short"))
     elif update.effective_chat is not None and update.effective_chat.type == "private":
@@ -68,6 +70,13 @@ async def start(update: Update, context: BotContext) -> None:
         return
     if args and args[0] == reach.START_ADD_CUSTOMER:
         await new_invoice.start_from_inline(update, context)
+        return
+    if args and args[0] == reach.START_INLINE_HELP:
+        assert update.effective_chat is not None
+        t = texts_for(update, context)
+        await update.effective_chat.send_message(
+            t("inline-help", bot=context.bot.username), parse_mode=ParseMode.HTML
+        )
         return
     t = texts_for(update, context)
     assert update.effective_chat is not None

@@ -3,6 +3,7 @@ and Telegram Business. Telegram only here; the rules live in bot/services/sharin
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import time
@@ -21,6 +22,7 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, TelegramError
 
+from bot.domain import PaymentStatus
 from bot.handlers import render
 from bot.handlers.callback_data import BusinessSend, InvoiceButton, PayerButton, parse_callback_data
 from bot.handlers.context import BotContext, BotServices, role_of, texts_for
@@ -104,7 +106,10 @@ async def payer_start(update: Update, context: BotContext, token: str) -> None:
             locale=t.locale, shown_status=invoice.status, told_status=invoice.status,
         )
     )  # fmt: skip
-    if view.message_id != sent.message_id and view.id is not None:  # opened again: keep the newest
+    if view.message_id != sent.message_id and view.id is not None:  # opened again
+        if view.chat_id is not None and view.message_id is not None:
+            with contextlib.suppress(BadRequest, Forbidden):  # the older card stops offering
+                await context.bot.edit_message_reply_markup(view.chat_id, view.message_id, None)
         await services.sharing.mark_view(
             view.id, message_id=sent.message_id, shown_status=invoice.status
         )
@@ -120,11 +125,15 @@ async def payer_button(update: Update, context: BotContext) -> None:
         await answer(query, t("payer-slow-down"))
         return
     invoice = await context.services.sharing.for_payer(button.token)
-    if invoice is None or not invoice.pay_url:
+    final = invoice is not None and PaymentStatus(invoice.status or "created").final
+    if invoice is None or not invoice.pay_url or final:
         await answer(query, t("payer-not-found"))
         return
     await answer(query)
-    await send_qr(context.bot, t, invoice, query.message.chat.id if query.message else user.id)
+    try:
+        await send_qr(context.bot, t, invoice, query.message.chat.id if query.message else user.id)
+    except Forbidden:  # pressed where the bot may not write (the payer never started it)
+        logger.info("payer QR code not delivered (Forbidden)")
 
 
 async def send_qr(bot: Bot, t: Texts, invoice: InvoiceRow, chat_id: int) -> None:
@@ -342,7 +351,10 @@ async def business_message(update: Update, context: BotContext) -> None:
     if connection is None or message.from_user.id == connection.merchant_id:
         return
     await services.sharing.customer_wrote(
-        connection.id, message.chat.id, message.from_user.first_name or "?"
+        connection.id,
+        message.chat.id,
+        message.from_user.first_name or "?",
+        message.from_user.language_code,
     )
 
 
@@ -384,8 +396,11 @@ async def business_send(update: Update, context: BotContext) -> None:
         await edit(query, t("business-no-chats"))
         return
     await answer(query)
+    if await services.sharing.find_view(invoice.id, "business", chat.chat_id) is not None:
+        await edit(query, t("business-sent", id=invoice.id, name=chat.name))  # a second tap
+        return
     token = await services.sharing.token_of(invoice)
-    customer_t = services.catalog.texts(None)
+    customer_t = services.catalog.texts(chat.language or t.locale)
     try:
         sent = await context.bot.send_message(
             chat.chat_id,
@@ -467,14 +482,16 @@ async def send_reminder(
             return True
         if view.chat_id is None:
             return False
+        amount = money(invoice.amount, invoice.currency, t.locale)
+        text = (
+            t("payer-reminder", title=invoice.title, amount=amount,
+              when=when(invoice.expires_at, t.locale))
+            if invoice.expires_at is not None
+            else t("payer-reminder-open", title=invoice.title, amount=amount)
+        )  # fmt: skip
         await bot.send_message(
             view.chat_id,
-            t(
-                "payer-reminder",
-                title=invoice.title,
-                amount=money(invoice.amount, invoice.currency, t.locale),
-                when=when(invoice.expires_at, t.locale) if invoice.expires_at else "—",
-            ),
+            text,
             parse_mode=ParseMode.HTML,
             reply_markup=render.payer_keyboard(
                 t,

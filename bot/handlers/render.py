@@ -174,16 +174,26 @@ def invoice_card(
     if customer is not None:
         lines.append(t("field-customer"))
         lines.append(masked_sender(t, customer.sender))
+    elif invoice.customer_id is not None:
+        lines += [t("field-customer"), t("customer-erased")]
     lines.append(t("field-status", status=status_text(t, invoice)))
     if invoice.test_mode:
         lines.append(t("test-mode-warning"))
-    if invoice.amount_received:
+    if invoice.amount_received and _money_moved(invoice):
         lines.append(t("field-received", received=received_text(t, invoice)))
+        if invoice.status == PaymentStatus.PARTIAL.value:
+            lines.append(t("payer-missing", missing=missing_text(t, invoice)))
     if invoice.pay_url and not _is_final(invoice):
         lines.append(t("field-pay-link", url=invoice.pay_url))
         if forward_hint:
             lines += ["", t("card-forward-hint")]
     return "\n".join(lines)
+
+
+def _money_moved(invoice: InvoiceRow) -> bool:
+    """What arrived is worth showing once a payment counts (partly or fully), not while it
+    is only seen, and not on an invoice that expired or failed."""
+    return invoice.status in {PaymentStatus.PARTIAL, PaymentStatus.PAID, PaymentStatus.OVERPAID}
 
 
 def received_text(t: Texts, invoice: InvoiceRow) -> str:
@@ -260,7 +270,7 @@ def notification(t: Texts, invoice: InvoiceRow) -> str:
     )
     if invoice.outcome != "created":
         text += "\n" + t("notify-unconfirmed-attempt", outcome=status_of_outcome(t, invoice))
-    if invoice.flag_reason:
+    if invoice.flag_reason and invoice.status != PaymentStatus.PAID.value:
         text += "\n" + t("notify-flagged")
     return f"{text}\n{t('test-mode-warning')}" if invoice.test_mode else text
 
@@ -282,8 +292,7 @@ def payer_card(t: Texts, invoice: InvoiceRow, shop: str | None, *, reminder: boo
     if invoice.expires_at is not None and not status.final:
         lines.append(t("payer-valid-until", when=when(invoice.expires_at, t.locale)))
     lines.append(t("field-status", status=status_text(t, invoice)))
-    money_moved = {PaymentStatus.PARTIAL, PaymentStatus.PAID, PaymentStatus.OVERPAID}
-    if invoice.amount_received and status in money_moved:
+    if invoice.amount_received and _money_moved(invoice):
         lines.append(t("field-received", received=received_text(t, invoice)))
     if status is PaymentStatus.PARTIAL:
         lines.append(t("payer-missing", missing=missing_text(t, invoice)))

@@ -104,7 +104,9 @@ class ViewKeeper(BackgroundLoop):
                 missing=render.missing_text(t, invoice),
             )
             token = invoice.payer_token or ""
-            markup = render.payer_keyboard(t, invoice, token=token)
+            business = view.kind == "business"  # no QR there: it would go to another chat
+            status_url = reach.deep_link(self._bot, token) if business else None
+            markup = render.payer_keyboard(t, invoice, token=token, status_url=status_url)
         else:
             return
         try:

@@ -18,6 +18,7 @@ from bot.domain import Customer, Draft, InvoiceOutcome, PaymentStatus
 from bot.services.currencies import CurrencyCatalog
 from bot.services.customers import CustomerService
 from bot.services.drafts import DraftService
+from bot.services.inputs import InputError, check_amount_precision
 from bot.services.invoices import InvoiceService, Submission, SubmitError
 from bot.services.oneline import parse_line
 from storage.models import BusinessChatRow, BusinessConnectionRow, InvoiceRow, InvoiceViewRow
@@ -41,6 +42,7 @@ class InlineOrder:
     currency: str | None = None
     title: str | None = None
     share: InvoiceRow | None = None
+    error: InputError | None = None  # why the line is not an invoice yet
 
     @property
     def complete(self) -> bool:
@@ -95,6 +97,15 @@ class ShareService:
     async def add_view(self, view: InvoiceViewRow) -> InvoiceViewRow:
         return await self._shares.add_view(view)
 
+    async def is_payer(self, user_id: int) -> bool:
+        """Whether this user opened an invoice through its link (their chat has a view)."""
+        return await self._shares.has_payer_view(user_id)
+
+    async def find_view(self, invoice_id: int, kind: str, chat_id: int) -> InvoiceViewRow | None:
+        return await self._shares.find_view(
+            InvoiceViewRow(invoice_id=invoice_id, kind=kind, chat_id=chat_id)
+        )
+
     async def views_behind(self) -> Sequence[tuple[InvoiceViewRow, InvoiceRow]]:
         return await self._shares.views_behind()
 
@@ -134,7 +145,14 @@ class ShareService:
             return InlineOrder()
         known = await self._currencies.all()
         line = parse_line(text, known=known, max_amount=self._max_amount)
-        return InlineOrder(line.amount, line.currency, line.title)
+        currency = known.get(line.currency or "")
+        if line.amount is not None and currency is not None:
+            try:  # more decimals than the currency has: refused here as /new refuses it
+                check_amount_precision(line.amount, currency.decimals, currency.code)
+            except InputError as exc:
+                return InlineOrder(None, line.currency, line.title, error=exc)
+        error = line.errors[0] if line.errors else None
+        return InlineOrder(line.amount, line.currency, line.title, error=error)
 
     async def recent_customers(self, merchant_id: int, limit: int = 8) -> list[Customer]:
         return await self._customers.recent(merchant_id, limit)
@@ -192,8 +210,10 @@ class ShareService:
     async def connection(self, connection_id: str) -> BusinessConnectionRow | None:
         return await self._business.connection(connection_id)
 
-    async def customer_wrote(self, connection_id: str, chat_id: int, name: str) -> None:
-        await self._business.saw_incoming(connection_id, chat_id, name)
+    async def customer_wrote(
+        self, connection_id: str, chat_id: int, name: str, language: str | None
+    ) -> None:
+        await self._business.saw_incoming(connection_id, chat_id, name, language)
 
     async def business_chats(self, merchant_id: int) -> list[BusinessChatRow]:
         """The merchant's Business chats the bot may post in now, most recent first."""

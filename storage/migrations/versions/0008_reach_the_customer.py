@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("connection_id", sa.String(length=255), nullable=False),
         sa.Column("chat_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("language", sa.String(length=8), nullable=True),
         sa.Column("last_incoming_at", storage.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("connection_id", "chat_id"),
     )
