@@ -44,14 +44,13 @@ import logging
 import os
 import platform
 import re
-import secrets
 import signal
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +62,7 @@ from sqlalchemy.pool import NullPool
 
 from bench.bot_api_calls import CallLog, forwardable, percentile, quiet
 from bench.crash import BotProcess, _drop_client_disconnects, bot_environment, free_port
+from tests.databases import fresh_postgres_database
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
 from tests.fakes.telegram_api import BotMessage, FakeTelegram, FakeUser
 
@@ -216,26 +216,6 @@ async def postgres_version(server: URL) -> str:
             return str(result.scalar())
     finally:
         await engine.dispose()
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(server: URL) -> AsyncIterator[str]:
-    """A new database on `server` (as tests/databases.py makes them), dropped afterwards."""
-    name = f"bench_{os.getpid()}_{secrets.token_hex(6)}"
-    admin = create_async_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        async with admin.connect() as connection:
-            await connection.exec_driver_sql(
-                f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' "
-                "LC_COLLATE 'C' LC_CTYPE 'C'"
-            )
-        try:
-            yield server.set(database=name).render_as_string(hide_password=False)
-        finally:
-            async with admin.connect() as connection:
-                await connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.dispose()
 
 
 async def transactions(server: URL, database: str) -> int | None:
@@ -399,7 +379,9 @@ async def run_setup(
         database_url: str | None = None
         if setup.postgres:
             assert server is not None
-            database_url = await stack.enter_async_context(fresh_database(server))
+            database_url = await stack.enter_async_context(
+                fresh_postgres_database(server, prefix="bench")
+            )
         telegram = await stack.enter_async_context(FakeTelegram())
         provider = await stack.enter_async_context(FakeCryptoProcessing())
         log = CallLog()

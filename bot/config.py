@@ -84,14 +84,19 @@ def is_official_bot_api(url: str) -> bool:
     return (urlsplit(url).hostname or "").lower() == OFFICIAL_BOT_API_HOST
 
 
+# Where settings come from: the environment, then `.env`; a blank value is "not set". Shared
+# with the alembic CLI (storage/migrations/env.py), so both read the same DATABASE_URL.
+SETTINGS_SOURCES = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    case_sensitive=False,
+    env_ignore_empty=True,
+)
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        env_ignore_empty=True,
-    )
+    model_config = SETTINGS_SOURCES
 
     telegram_bot_token: SecretStr
     telegram_api_base_url: str = "https://api.telegram.org/bot"

@@ -1,1 +1,2 @@
-"""SQLite (or any SQLAlchemy async URL) persistence: models, engine, migrations, repositories."""
+"""Persistence on SQLite (the default) or PostgreSQL (asyncpg): models, engine, migrations,
+repositories."""

@@ -1,4 +1,4 @@
-"""Column types that keep money exact and datetimes in UTC on SQLite."""
+"""Column types that keep money exact and datetimes in UTC, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import String
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import DateTime, TypeDecorator
+from sqlalchemy.types import DateTime, TypeDecorator, TypeEngine
 
 
 class DecimalText(TypeDecorator[Decimal]):
@@ -29,23 +29,36 @@ class DecimalText(TypeDecorator[Decimal]):
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
-    """Stores aware datetimes as naive UTC and hands them back aware (SQLite drops tzinfo)."""
+    """Aware UTC datetimes in, aware UTC datetimes out.
+
+    SQLite has no time zones: the value is stored as naive UTC (DATETIME) and made aware
+    again on reading. PostgreSQL stores `timestamptz`, an exact instant, so the database's
+    own clock arithmetic and comparisons never depend on the session's time zone.
+    """
 
     impl = DateTime()
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(DateTime(timezone=True))
+        return dialect.type_descriptor(DateTime())
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime: pass an aware UTC datetime")
-        return value.astimezone(dt.UTC).replace(tzinfo=None)
+        utc = value.astimezone(dt.UTC)
+        return utc if dialect.name == "postgresql" else utc.replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
         assert isinstance(value, dt.datetime)
-        return value.replace(tzinfo=dt.UTC)
+        if value.tzinfo is None:  # SQLite: naive UTC as stored
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
 
 
 def utcnow() -> dt.datetime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,13 @@ from bot.app import BotRuntime, build_runtime
 from bot.config import Settings
 from bot.logging_setup import quiet_noisy_loggers
 from bot.services.conversation import STEPS, Step
+from tests.databases import (
+    BACKENDS,
+    database_param,
+    fresh_postgres_database,
+    postgres_server,
+    sqlite_url,
+)
 from tests.fakes.cryptocloud_api import FakeCryptoCloud
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
 from tests.fakes.telegram_api import FakeTelegram
@@ -70,6 +78,38 @@ def _no_secret_or_personal_data_in_logs(
 
 
 SECRETS_KEY = pytest.StashKey[list[str]]()
+POSTGRES_DATA_KEY = secrets.token_urlsafe(32)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "postgres(only=False): runs on SQLite and again on a fresh database of the PostgreSQL "
+        "server in TEST_DATABASE_URL (skipped when it is not set); only=True: PostgreSQL alone",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `postgres` get one run per database (ids [sqlite] and [postgresql]);
+    `postgres(only=True)`, the PostgreSQL run alone."""
+    marker = metafunc.definition.get_closest_marker("postgres")
+    if marker is not None and "database_url" in metafunc.fixturenames:
+        backends = ["postgresql"] if marker.kwargs.get("only") else BACKENDS
+        metafunc.parametrize("database_url", [database_param(name) for name in backends],
+                             indirect=True)  # fmt: skip
+
+
+@pytest.fixture
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The bot's DATABASE_URL: a SQLite file in the test's directory, or, for the PostgreSQL
+    run of a test marked `postgres`, a fresh database of its own, dropped after the test."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    server = postgres_server()
+    assert server is not None  # database_param skips the PostgreSQL runs without one
+    async with fresh_postgres_database(server) as url:
+        yield url
 
 
 @pytest.fixture
@@ -105,7 +145,7 @@ def settings_for(
     values: dict[str, Any] = {
         "telegram_bot_token": telegram.token,
         "telegram_api_base_url": telegram.base_url,
-        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}",
+        "database_url": sqlite_url(tmp_path),
         "merchant_ids": f"{MERCHANT_ID},{OTHER_MERCHANT_ID}",
         "admin_ids": str(ADMIN_ID),
         "provider_timeout_seconds": 2.0,
@@ -142,9 +182,10 @@ BotStarter = Callable[..., Awaitable[BotRuntime]]
 
 @pytest.fixture
 async def start_bot(
-    tmp_path: Path, telegram: FakeTelegram, request: pytest.FixtureRequest
+    tmp_path: Path, telegram: FakeTelegram, database_url: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[BotStarter]:
-    """Start the real bot against the fakes; every bot started is stopped at teardown."""
+    """Start the real bot against the fakes, on `database_url`; every bot started is stopped
+    at teardown."""
     running: list[BotRuntime] = []
 
     async def start(
@@ -153,6 +194,9 @@ async def start_bot(
         steps: Sequence[Step] = STEPS,
         **overrides: Any,
     ) -> BotRuntime:
+        # A PostgreSQL database has no key file beside it: the processes share DATA_KEY.
+        shared_key = {} if database_url.startswith("sqlite") else {"data_key": POSTGRES_DATA_KEY}
+        overrides = {"database_url": database_url} | shared_key | overrides
         settings = settings_for(tmp_path, telegram, provider, **overrides)
         request.node.stash[SECRETS_KEY] = [
             secret.get_secret_value()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
+
 from bot.domain import InvoiceRequest, NaturalPerson
 from bot.services.invoices import SubmitError
 from storage.engine import create_session_factory
@@ -14,6 +16,9 @@ from tests.conftest import MERCHANT_ID, BotStarter
 from tests.e2e.flows import add_natural_person, confirm, current, fill_basics
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
 from tests.fakes.telegram_api import BotMessage, FakeTelegram, FakeUser
+
+# Also on PostgreSQL when TEST_DATABASE_URL is set (tests/conftest.py).
+pytestmark = pytest.mark.postgres
 
 
 async def _preview(merchant: FakeUser, title: str = "Widgets") -> BotMessage:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from bot.app import BotRuntime
 from bot.domain import PaymentStatus, StatusReport
@@ -22,6 +23,9 @@ from tests.e2e.payments import (
 from tests.fakes.cryptocloud_api import FakeCryptoCloud
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
 from tests.fakes.telegram_api import BotMessage, FakeTelegram, FakeUser
+
+# Also on PostgreSQL when TEST_DATABASE_URL is set (tests/conftest.py).
+pytestmark = pytest.mark.postgres
 
 
 def paid_messages(telegram: FakeTelegram, user: FakeUser) -> list[BotMessage]:

@@ -23,6 +23,9 @@ from tests.fakes.cryptocloud_api import FakeCryptoCloud
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
 from tests.fakes.telegram_api import BotMessage, FakeTelegram, FakeUser
 
+# Also on PostgreSQL when TEST_DATABASE_URL is set (tests/conftest.py).
+pytestmark = pytest.mark.postgres
+
 Provider = FakeCryptoProcessing | FakeCryptoCloud
 
 

@@ -71,6 +71,7 @@ def upgrade() -> None:
             ["merchant_id", "chat_id"],
             unique=True,
             sqlite_where=sa.text("state = 'open'"),
+            postgresql_where=sa.text("state = 'open'"),
         )
 
     op.create_table(
@@ -114,6 +115,7 @@ def upgrade() -> None:
             ["draft_id"],
             unique=True,
             sqlite_where=sa.text("outcome IN ('creating', 'created', 'unknown')"),
+            postgresql_where=sa.text("outcome IN ('creating', 'created', 'unknown')"),
         )
 
     op.create_table(
@@ -146,13 +148,18 @@ def downgrade() -> None:
         batch_op.drop_index(
             "ux_invoice_live_per_draft",
             sqlite_where=sa.text("outcome IN ('creating', 'created', 'unknown')"),
+            postgresql_where=sa.text("outcome IN ('creating', 'created', 'unknown')"),
         )
         batch_op.drop_index("ix_invoice_merchant_created")
         batch_op.drop_index("ix_invoice_created")
 
     op.drop_table("invoice")
     with op.batch_alter_table("draft", schema=None) as batch_op:
-        batch_op.drop_index("ux_draft_open_per_chat", sqlite_where=sa.text("state = 'open'"))
+        batch_op.drop_index(
+            "ux_draft_open_per_chat",
+            sqlite_where=sa.text("state = 'open'"),
+            postgresql_where=sa.text("state = 'open'"),
+        )
 
     op.drop_table("draft")
     with op.batch_alter_table("customer", schema=None) as batch_op:

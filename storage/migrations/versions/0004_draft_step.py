@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+import storage.types
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -70,7 +72,7 @@ def downgrade() -> None:
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("key", sa.String(length=128), nullable=False),
         sa.Column("state", sa.Text(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", storage.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("name", "key"),
     )
     with op.batch_alter_table("draft", schema=None) as batch_op:
