@@ -50,7 +50,7 @@ from bot.handlers.context import BotApplication, BotContext, BotServices
 from bot.i18n import Catalog
 from bot.providers import ProviderRegistry, build_providers
 from bot.providers.base import ProviderError
-from bot.services.access import ADMIN_COMMANDS, MERCHANT_COMMANDS, AccessPolicy
+from bot.services.access import AccessPolicy, Role, commands_for
 from bot.services.conversation import STEPS, ConversationService, Step
 from bot.services.currencies import CurrencyCatalog
 from bot.services.customers import CustomerService
@@ -339,9 +339,16 @@ class BotRuntime:
         for locale in catalog.locales:
             t = catalog.texts(locale)
             language = None if locale == "en" else locale
-            merchant = [BotCommand(name, t(f"command-{name}")) for name in MERCHANT_COMMANDS]
+            refresh = self.services.payments.any_query
+            merchant = [
+                BotCommand(name, t(f"command-{name}"))
+                for name in commands_for(Role.MERCHANT, refresh=refresh)
+            ]
             await bot.set_my_commands(merchant, language_code=language)
-            admin = [BotCommand(name, t(f"command-{name}")) for name in ADMIN_COMMANDS]
+            admin = [
+                BotCommand(name, t(f"command-{name}"))
+                for name in commands_for(Role.ADMIN, refresh=refresh)
+            ]
             for admin_id in self.settings.admin_ids:
                 try:
                     await bot.set_my_commands(

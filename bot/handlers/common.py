@@ -96,7 +96,10 @@ async def help_command(update: Update, context: BotContext) -> None:
     role = role_of(update, context) or Role.MERCHANT
     lines = [t("help"), "", t("help-commands")]
     # Menu descriptions are plain text (they may hold "<id>"): escaped for HTML here.
-    lines += [f"/{name} — {html.escape(t(f'command-{name}'))}" for name in commands_for(role)]
+    lines += [
+        f"/{name} — {html.escape(t(f'command-{name}'))}"
+        for name in commands_for(role, refresh=context.services.payments.any_query)
+    ]
     await update.effective_chat.send_message("\n".join(lines), parse_mode=ParseMode.HTML)
 
 

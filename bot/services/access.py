@@ -35,5 +35,8 @@ MERCHANT_COMMANDS = (
 ADMIN_COMMANDS = (*MERCHANT_COMMANDS, "unmatched", "callbacks")
 
 
-def commands_for(role: Role) -> tuple[str, ...]:
-    return ADMIN_COMMANDS if role is Role.ADMIN else MERCHANT_COMMANDS
+def commands_for(role: Role, *, refresh: bool = True) -> tuple[str, ...]:
+    """The role's commands; without `refresh` when no configured provider answers a status
+    query (CryptoProcessing alone), so nobody is offered a command that always says no."""
+    names = ADMIN_COMMANDS if role is Role.ADMIN else MERCHANT_COMMANDS
+    return names if refresh else tuple(name for name in names if name != "refresh")

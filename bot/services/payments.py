@@ -115,6 +115,11 @@ class PaymentService:
         found = self._providers.get(provider)
         return found is not None and found.supports_status_query
 
+    @property
+    def any_query(self) -> bool:
+        """Whether some configured provider answers a status query (/refresh works)."""
+        return any(self.can_query(name) for name in self._providers)
+
     def knows(self, provider: str) -> bool:
         return provider in self._providers
 

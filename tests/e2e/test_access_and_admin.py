@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.conftest import ADMIN_ID, MERCHANT_ID, OTHER_MERCHANT_ID, STRANGER_ID, BotStarter
 from tests.e2e.flows import add_natural_person, confirm, fill_basics
+from tests.fakes.cryptocloud_api import FakeCryptoCloud
 from tests.fakes.cryptoprocessing_api import FakeCryptoProcessing
 from tests.fakes.telegram_api import FakeTelegram, FakeUser
 
@@ -97,14 +98,25 @@ async def test_help_lists_exactly_the_commands_each_user_may_use(
     def listed(text: str) -> set[str]:
         return {line.split(" ", 1)[0] for line in text.splitlines() if line.startswith("/")}
 
-    merchant_commands = {"/new", "/cancel", "/invoices", "/invoice", "/refresh",
-                         "/cancel_invoice", "/customers", "/forget", "/help"}  # fmt: skip
+    # No /refresh: CryptoProcessing cannot be asked for a status, so it would always say no.
+    merchant_commands = {"/new", "/cancel", "/invoices", "/invoice", "/cancel_invoice",
+                         "/customers", "/forget", "/help"}  # fmt: skip
     assert listed(merchant_help.text) == merchant_commands
     assert listed(admin_help.text) == merchant_commands | {"/unmatched", "/callbacks"}
     # The command menu matches: everyone gets the merchant's, admins theirs in their chat.
+    menus = [str(c.params["commands"]) for c in telegram.calls_to("setMyCommands")]
+    assert menus and not [menu for menu in menus if "refresh" in menu]
     scoped = [c for c in telegram.calls_to("setMyCommands") if c.params.get("scope")]
     assert scoped and all(str(ADMIN_ID) in str(c.params["scope"]) for c in scoped)
 
     for command in ("/callbacks", "/unmatched"):
         refusal = await merchant.reply(command)
         assert refusal.text == "This command is for admins."
+
+
+async def test_refresh_is_offered_where_the_provider_answers_status_queries(
+    telegram: FakeTelegram, cryptocloud: FakeCryptoCloud, start_bot: BotStarter
+) -> None:
+    await start_bot(cryptocloud)
+    shown = await telegram.user(MERCHANT_ID).reply("/help")
+    assert "/refresh" in shown.text
