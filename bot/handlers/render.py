@@ -302,13 +302,14 @@ def payer_card(t: Texts, invoice: InvoiceRow, shop: str | None, *, reminder: boo
 
 
 def missing_text(t: Texts, invoice: InvoiceRow) -> str:
-    """What is still to pay, when what arrived is in the invoice's currency; else `?`."""
+    """What is still to pay, when what arrived is in the invoice's currency."""
+    if (invoice.received_currency or invoice.currency) != invoice.currency:
+        return t("missing-other-currency")
     try:
-        same = (invoice.received_currency or invoice.currency) == invoice.currency
         received = Decimal(invoice.amount_received or "0")
     except ArithmeticError:
         return "?"
-    if not same or received >= invoice.amount:
+    if received >= invoice.amount:
         return "?"
     return money(invoice.amount - received, invoice.currency, t.locale)
 

@@ -153,13 +153,17 @@ class ViewKeeper(BackgroundLoop):
                     expires = when(invoice.expires_at, t.locale)
                     line = t("reminder-expiring", id=invoice.id, amount=amount,
                              title=invoice.title, when=expires)  # fmt: skip
+                views = await sharing.views_of(invoice.id)
+                if any(view.reminded_at is not None for view in views):
+                    lines.append(f"{line} · {t('reminder-auto-sent')}")  # nothing left to press
+                    continue
                 lines.append(line)
                 remind = InvoiceButton("remind", invoice.id).build()
                 buttons.append([render.button(t("button-remind", id=invoice.id), remind)])
             try:
                 await self._bot.send_message(
                     merchant_id, "\n".join(lines), parse_mode=ParseMode.HTML,
-                    reply_markup=InlineKeyboardMarkup(buttons[:20]),
+                    reply_markup=InlineKeyboardMarkup(buttons[:20]) if buttons else None,
                 )  # fmt: skip
             except (BadRequest, Forbidden) as exc:
                 logger.info("merchant reminder not delivered (%s)", type(exc).__name__)

@@ -175,26 +175,22 @@ async def test_one_reminder_before_expiry_and_none_once_paid(
     [reminder] = reminders()
     assert "Widgets" in reminder.text and reminder.button("Pay").url == invoice["url"]
 
-    # The merchant's list: once, with a button that does not remind twice.
+    # The merchant's list: once, saying the customer was reminded (nothing left to press).
     listing = await telegram.wait_for(
         lambda: next(
             (m for m in telegram.chat_messages(MERCHANT_ID) if "needing attention" in m.text), None
         )
     )
     assert "#1" in listing.text and "unpaid, expires" in listing.text
+    assert "reminded automatically" in listing.text and not listing.buttons()
     await bot.keeper.flush()
     assert len([m for m in telegram.chat_messages(MERCHANT_ID) if "needing" in m.text]) == 1
-    answer = await merchant.click(listing, "Remind the customer of #1")
-    assert "already reminded" in answer.text
-    assert len(reminders()) == 1
 
     await send_cp(bot, cryptoprocessing, invoice, "confirmed", tx_ids=(3,))
     await telegram.wait_for(
-        lambda: [m for m in telegram.chat_messages(MERCHANT_ID) if "✅ Paid" in m.text] or None
+        lambda: [m for m in telegram.chat_messages(PAYER_ID) if "Receipt" in m.text] or None
     )
     await bot.keeper.flush()
-    answer = await merchant.click(listing, "Remind the customer of #1")
-    assert "needs no reminder" in answer.text
     assert len(reminders()) == 1
 
 
@@ -203,7 +199,7 @@ async def test_the_merchant_reminds_a_customer_who_opened_the_link(
 ) -> None:
     bot = await start_bot(cryptoprocessing, payer_reminder_minutes=0)
     merchant = telegram.user(MERCHANT_ID)
-    await cp_invoice_card(telegram, merchant, cryptoprocessing)
+    _, invoice = await cp_invoice_card(telegram, merchant, cryptoprocessing)
     await _expires_in(bot, 20)
     await bot.keeper.flush()
     listing = next(m for m in telegram.chat_messages(MERCHANT_ID) if "needing" in m.text)
@@ -218,4 +214,18 @@ async def test_the_merchant_reminds_a_customer_who_opened_the_link(
     await _open(telegram, payer, await _token(telegram))
     answer = await merchant.click(listing, "Remind the customer of #1")
     assert "Reminder for invoice #1 sent: in their chat with the bot" in answer.text
-    assert [m for m in telegram.chat_messages(PAYER_ID) if "Reminder" in m.text]
+
+    def reminders() -> list[BotMessage]:
+        return [m for m in telegram.chat_messages(PAYER_ID) if "Reminder" in m.text]
+
+    assert len(reminders()) == 1
+    answer = await merchant.click(listing, "Remind the customer of #1")  # once only
+    assert "already reminded" in answer.text and len(reminders()) == 1
+
+    # Never once it is paid.
+    await send_cp(bot, cryptoprocessing, invoice, "confirmed", tx_ids=(3,))
+    await telegram.wait_for(
+        lambda: [m for m in telegram.chat_messages(MERCHANT_ID) if "✅ Paid" in m.text] or None
+    )
+    answer = await merchant.click(listing, "Remind the customer of #1")
+    assert "needs no reminder" in answer.text and len(reminders()) == 1
