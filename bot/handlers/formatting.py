@@ -19,7 +19,7 @@ are written in English anyway. de and ru place the currency after the number the
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation, localcontext
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -185,3 +185,11 @@ def duration(seconds: int, locale: str) -> str:
         return format_unit(0, "duration-second", length="long", locale=babel_locale)
     text = format_list(parts, style="standard", locale=babel_locale)
     return f"-{text}" if sign < 0 else text
+
+
+def birth_date(day: date, locale: str) -> str:
+    """A date of birth as the reader writes one: `1990-12-10` in English (unambiguous, as
+    typed), `10.12.1990` in German and Russian."""
+    if locale.split("_")[0] in {"de", "ru"}:
+        return format_date(day, format="dd.MM.yyyy", locale=locale)
+    return day.isoformat()

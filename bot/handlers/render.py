@@ -25,7 +25,7 @@ from bot.handlers.callback_data import (
     ListPage,
     PayerButton,
 )
-from bot.handlers.formatting import duration, money, number, when
+from bot.handlers.formatting import birth_date, duration, money, number, when
 from bot.i18n import Html, Texts
 from bot.services.conversation import EDIT_MENU, PREVIEW, Prompt
 from bot.services.inputs import InputError, country_name
@@ -40,7 +40,7 @@ def sender_text(t: Texts, sender: Sender) -> Html:
             "sender-natural-line",
             first_name=sender.first_name,
             last_name=sender.last_name,
-            date_of_birth=sender.date_of_birth.isoformat(),
+            date_of_birth=birth_date(sender.date_of_birth, t.locale),
         )
     assert isinstance(sender, LegalEntity)
     return t(

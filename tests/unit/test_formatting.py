@@ -3,7 +3,7 @@ the locale, the currency's own places, never an exponent, the zone always shown.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -11,7 +11,7 @@ from babel.numbers import get_decimal_symbol, get_group_symbol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.handlers.formatting import duration, money, number, when
+from bot.handlers.formatting import birth_date, duration, money, number, when
 from bot.services.currencies import decimals_of
 
 NBSP = "\u00a0"
@@ -190,3 +190,10 @@ def test_no_exponent_and_no_value_lost(amount: Decimal, currency: str | None, lo
         assert len(fraction) >= own
         assert len(fraction) == own or not fraction.endswith("0")
     assert money(str(amount), currency, locale) == text  # text and Decimal agree
+
+
+def test_a_birth_date_is_written_as_the_reader_writes_it() -> None:
+    born = date(1990, 12, 10)
+    assert birth_date(born, "en") == "1990-12-10"
+    assert birth_date(born, "de") == "10.12.1990"
+    assert birth_date(born, "ru") == "10.12.1990"
