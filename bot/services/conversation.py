@@ -13,6 +13,7 @@ Adding a step: one `Step(...)` row in `STEPS` plus its locale keys (`ask-<name>`
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -351,6 +352,8 @@ class ConversationService:
         self._steps = tuple(steps)
         self._by_name = {step.name: step for step in self._steps}
         self._by_button = {step.button: step for step in self._steps if step.button}
+        # When this process started: an answer saved before it may never have been replied to.
+        self._started = time.time()
 
     async def _flow(self, draft: Draft, locale: str) -> Flow:
         sender = self._requirements.sender_data
@@ -421,11 +424,27 @@ class ConversationService:
             step = self._by_name[draft.step]
         if step.parse is None:
             return await self._prompt(draft, flow, InputError("use-buttons"))
+        fingerprint = self._drafts.fingerprint(text)
+        if self._retyped(draft, fingerprint):
+            # The bot stopped after saving the last answer and before asking the next
+            # question; the merchant, seeing nothing, typed that answer again. It is not an
+            # answer to a question they never saw: show them the question.
+            draft.extra["saved"] = f"{time.time():.3f}"  # asked now: the same text again counts
+            await self._drafts.save(draft)
+            prompt = await self._prompt(draft, flow, None)
+            prompt.notice = "restarted-next-question"
+            return prompt
         try:
             value = step.parse(text, flow)
         except InputError as exc:
             return await self._prompt(draft, flow, exc)
+        draft.extra["last"], draft.extra["saved"] = fingerprint, f"{time.time():.3f}"
         return await self._store(draft, step, value, flow)
+
+    def _retyped(self, draft: Draft, fingerprint: str) -> bool:
+        """The same text as the answer saved last, saved before this process started."""
+        saved = float(draft.extra.get("saved", "inf"))
+        return draft.extra.get("last") == fingerprint and saved < self._started
 
     async def press(
         self,

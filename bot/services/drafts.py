@@ -58,6 +58,9 @@ class DraftCodec:
     def __init__(self, sealer: Sealer) -> None:
         self._sealer = sealer
 
+    def digest(self, *parts: str) -> str:
+        return self._sealer.digest(*parts)
+
     def encode(self, draft: Draft) -> str:
         data = _payload(draft)
         personal = {name: data.pop(name) for name in PERSONAL_FIELDS}
@@ -98,6 +101,11 @@ class DraftService:
             payload=self._codec.encode(draft),
         )  # fmt: skip
         return self._codec.decode(await self._repository.start(row, scrub=_scrub_row))
+
+    def fingerprint(self, text: str) -> str:
+        """A keyed digest of an answer (never the answer itself: it may be a name), to
+        recognise the same answer typed again."""
+        return self._codec.digest("answer", " ".join(text.split()))[:16]
 
     @staticmethod
     def new(merchant_id: int, chat_id: int) -> Draft:

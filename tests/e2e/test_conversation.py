@@ -263,6 +263,29 @@ async def test_a_restart_between_every_step(
     assert invoice["request"]["sender_data"]["last_name"] == "Lovelace"
 
 
+async def test_an_answer_typed_again_after_a_restart_is_not_taken_for_the_next_question(
+    telegram: FakeTelegram, cryptoprocessing: FakeCryptoProcessing, start_bot: BotStarter
+) -> None:
+    """The bot died after saving "Ada" and before asking for the last name: the merchant,
+    seeing no question, types "Ada" again. That is not the payer's last name."""
+    m = telegram.user(MERCHANT_ID)
+    bot = await start_bot(cryptoprocessing)
+    question = await m.reply("/new 10 EUR Lessons")
+    await m.click(question, "Natural person")
+    await m.reply("Ada")
+    await bot.stop()
+    await start_bot(cryptoprocessing)
+
+    again = await m.reply("Ada")
+    assert "restarted right after saving your last answer" in again.text
+    assert "last name?" in again.text
+    same = await m.reply("Ada")  # now it is the answer: a last name may equal the first
+    assert "date of birth?" in same.text
+    await m.reply("1990-12-10")
+    preview = await m.reply("payer@example.org")
+    assert "Ada Ada, born 1990-12-10" in preview.text
+
+
 async def test_cryptocloud_one_line_goes_straight_to_the_preview(
     telegram: FakeTelegram, cryptocloud: FakeCryptoCloud, start_bot: BotStarter
 ) -> None:
