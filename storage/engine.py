@@ -63,7 +63,34 @@ def _upgrade(connection: Connection, data_key: str | None) -> None:
     command.upgrade(config, "head")
 
 
+class MigrationError(RuntimeError):
+    pass
+
+
 async def migrate(engine: AsyncEngine, data_key: str | None = None) -> None:
-    """Bring the schema to the newest revision; runs on every start and is a no-op when current."""
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, data_key)
+    """Bring the schema to the newest revision; runs on every start and is a no-op when current.
+
+    On SQLite a migration that rebuilds a table (Alembic's batch mode: copy, drop, rename)
+    must run with foreign keys off, or dropping a table that other rows point to fails; and
+    Python's sqlite3 runs DDL outside any transaction unless one is begun explicitly, so a
+    failure would leave a half-migrated schema. So: keys off, an explicit BEGIN, the keys
+    checked before COMMIT, keys on again. PostgreSQL's DDL is transactional by itself.
+    """
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade, data_key)
+        return
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # outside a transaction
+        await connection.exec_driver_sql("BEGIN")
+        try:
+            await connection.run_sync(_upgrade, data_key)
+            broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+            if broken:
+                raise MigrationError(f"the migration broke {len(broken)} reference(s)")
+            await connection.commit()
+        except BaseException:
+            await connection.rollback()
+            raise
+        finally:
+            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")

@@ -110,6 +110,25 @@ async def _previous_release_database(url: str) -> None:
             ),
             [draft | {"now": now, "merchant": MERCHANT_ID} for draft in drafts],
         )
+        # Ada's earlier invoice and its history: rows that point at the customer and invoice
+        # tables the upgrade rebuilds (SQLite's foreign keys must not stop it).
+        await connection.execute(
+            sa.text(
+                "INSERT INTO invoice (public_id, draft_id, provider, provider_invoice_id, "
+                "pay_url, amount, currency, title, customer_id, merchant_id, chat_id, "
+                "outcome, status, test_mode, created_at, updated_at) VALUES ('oldinvoice0001', "
+                ":draft, 'cryptoprocessing', '42', 'https://pay.example/42', '99.00', 'EUR', "
+                "'Old order', 1, :merchant, :merchant, 'created', 'paid', 0, :now, :now)"
+            ),
+            {"draft": CLOSED_DRAFT, "merchant": MERCHANT_ID, "now": now},
+        )
+        await connection.execute(
+            sa.text(
+                "INSERT INTO invoice_event (invoice_id, kind, status, created_at) "
+                "VALUES (1, 'status', 'paid', :now)"
+            ),
+            {"now": now},
+        )
     await engine.dispose()
 
 
@@ -159,9 +178,11 @@ async def test_the_upgrade_seals_and_rekeys_and_customers_are_still_recognised(
     preview = await merchant.reply("payer@example.org")
     assert "Ada Lovelace, born 1990-12-10" in preview.text  # the owner's own chat
     card = await confirm(telegram, merchant, preview)
-    assert "A. L…ce, born 1990" in card.text
+    assert "A. L…ce, born 1990" in card.text and "Invoice #2" in card.text
     [sent] = cryptoprocessing.invoices.values()
     assert sent["end_user_reference"] == ADA_REFERENCE
+    history = await merchant.reply("/invoice 1")  # the old invoice kept its customer
+    assert "Old order" in history.text and "A. L…ce, born 1990" in history.text
     async with bot.engine.connect() as connection:
         count = (await connection.execute(sa.text("SELECT count(*) FROM customer"))).scalar()
     assert count == 2
