@@ -35,7 +35,7 @@ from telegram import Bot, Update
 from telegram.error import Conflict, NetworkError, RetryAfter, TimedOut
 from telegram.ext import AIORateLimiter
 
-from storage.coordination import NOTIFY_CHANNEL, ProcessRegistry, UpdateInbox
+from storage.coordination import NOTIFY_CHANNEL, Busy, ProcessRegistry, UpdateInbox
 from storage.repositories import Sessions
 from storage.types import utcnow
 
@@ -45,6 +45,7 @@ RETRY_SECONDS = 1.0  # how often a standby tries the leader lock, and the livene
 SWEEP_SECONDS = 1.0  # the inbox is looked at this often even without a notification
 HEARTBEAT_SECONDS = 2.0
 STALE_AFTER = dt.timedelta(seconds=6)  # a process not seen for this long is not counted
+CLAIM_TTL = dt.timedelta(minutes=3)  # longer than any handler (provider calls time out sooner)
 _LEADER_LOCK = "crypto-invoice-bot:leader"
 
 
@@ -57,14 +58,34 @@ def chat_key_of(update: Update) -> int:
     return 0
 
 
-def asyncpg_dsn(database_url: str) -> str:
-    """SQLAlchemy's `postgresql+asyncpg://…` as asyncpg's own DSN."""
-    url = make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
+def asyncpg_connect_args(database_url: str) -> tuple[str, dict[str, Any]]:
+    """SQLAlchemy's `postgresql+asyncpg://…?…` as asyncpg's DSN and keyword arguments.
+
+    Query parameters SQLAlchemy understands are not server settings to asyncpg: `ssl` /
+    `sslmode` become asyncpg's `ssl=`, the dialect's own options are dropped.
+    """
+    url = make_url(database_url)
+    query = dict(url.query)
+    kwargs: dict[str, Any] = {}
+    ssl = query.pop("ssl", None) or query.pop("sslmode", None)
+    if ssl:
+        kwargs["ssl"] = ssl if isinstance(ssl, str) else ssl[0]
+    dsn = url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+    return dsn, kwargs
+
+
+class CoordinationLost(Exception):
+    """The coordination connection is gone or does not answer: what it held is released."""
 
 
 class Coordinator:
-    """The coordination connection: the leader lock, chat locks and notifications."""
+    """The coordination connection: the leader lock, chat locks and notifications.
+
+    Everything held here is tied to one connection; `generation` counts connections, so a
+    drain started under an older one knows its chat lock is gone.
+    """
+
+    QUERY_SECONDS = 5.0  # a query (or the wait for the connection) longer than this: lost
 
     def __init__(
         self,
@@ -73,14 +94,15 @@ class Coordinator:
         on_notification: Callable[[str], None],
         on_leadership: Callable[[bool], Awaitable[None]],
     ) -> None:
-        self._dsn = asyncpg_dsn(database_url)
+        self._dsn, self._connect_kwargs = asyncpg_connect_args(database_url)
         self._on_notification = on_notification
         self._on_leadership = on_leadership
         self._connection: asyncpg.Connection | None = None
         self._io = asyncio.Lock()  # one query at a time on the connection
-        self._chats: set[int] = set()
+        self._chats: dict[int, int] = {}  # chat -> the generation its lock was taken under
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.generation = 0
         self.is_leader = False
 
     async def start(self) -> None:
@@ -101,48 +123,75 @@ class Coordinator:
                 await self._connection.close(timeout=5)  # releases every lock it held
             self._connection = None
 
+    @property
+    def server_pid(self) -> int | None:
+        """The PostgreSQL backend of the coordination connection (for operators and tests)."""
+        return self._connection.get_server_pid() if self._connection is not None else None
+
+    async def _query(self, sql: str, *args: Any) -> Any:
+        """One query on the coordination connection, bounded in time: a connection that
+        stopped answering (half-open) counts as lost rather than stalling everything."""
+        try:
+            async with asyncio.timeout(self.QUERY_SECONDS):
+                async with self._io:
+                    if self._connection is None:
+                        raise CoordinationLost("no connection")
+                    return await self._connection.fetchval(sql, *args)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise CoordinationLost(type(exc).__name__) from exc
+
     async def notify(self, message: str) -> None:
         """Tell every process (this one too) something changed; best effort."""
         try:
-            async with self._io:
-                if self._connection is not None:
-                    await self._connection.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL,
-                                                   message)  # fmt: skip
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            await self._query("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, message)
+        except CoordinationLost:
             logger.warning("could not notify the other processes; their sweep will catch up")
 
-    async def lock_chat(self, chat_key: int) -> bool:
-        """Take the chat's lock unless this or another process is processing it."""
+    async def lock_chat(self, chat_key: int) -> int | None:
+        """Take the chat's lock unless this or another process is processing it; the
+        generation it was taken under, or None."""
         if chat_key in self._chats or self._connection is None:
-            return False
+            return None
+        generation = self.generation
         try:
-            async with self._io:
-                taken = await self._connection.fetchval(
-                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", f"chat:{chat_key}"
-                )
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-            logger.warning("chat lock not taken (%s)", type(exc).__name__)
-            return False
-        if taken:
-            self._chats.add(chat_key)
-        return bool(taken)
+            taken = await self._query(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", f"chat:{chat_key}"
+            )
+        except CoordinationLost as exc:
+            logger.warning("chat lock not taken (%s)", exc)
+            return None
+        if not taken:
+            return None
+        if generation != self.generation:  # the connection changed meanwhile
+            return None
+        self._chats[chat_key] = generation
+        return generation
 
-    def holds(self, chat_key: int) -> bool:
-        return chat_key in self._chats
+    def holds(self, chat_key: int, generation: int | None = None) -> bool:
+        """Whether this process holds the chat's lock (under `generation`, when given)."""
+        held = self._chats.get(chat_key)
+        return held is not None and (generation is None or held == generation == self.generation)
 
-    async def unlock_chat(self, chat_key: int) -> None:
-        self._chats.discard(chat_key)
-        with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
-            async with self._io:
-                if self._connection is not None:
-                    await self._connection.execute(
-                        "SELECT pg_advisory_unlock(hashtextextended($1, 0))", f"chat:{chat_key}"
-                    )
+    async def unlock_chat(self, chat_key: int, generation: int) -> None:
+        """Release the lock taken under `generation`; a lock of a lost connection is gone
+        already, and must not release one taken since."""
+        if self._chats.get(chat_key) != generation:
+            return
+        del self._chats[chat_key]
+        if generation != self.generation:
+            return
+        with contextlib.suppress(CoordinationLost):
+            await self._query(
+                "SELECT pg_advisory_unlock(hashtextextended($1, 0))", f"chat:{chat_key}"
+            )
 
     async def _connect(self) -> None:
-        connection = await asyncpg.connect(self._dsn, timeout=10)
+        connection = await asyncpg.connect(
+            self._dsn, timeout=10, command_timeout=self.QUERY_SECONDS, **self._connect_kwargs
+        )
         await connection.add_listener(NOTIFY_CHANNEL, self._listener)
         self._connection = connection
+        self.generation += 1
 
     def _listener(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self._on_notification(payload)
@@ -150,17 +199,26 @@ class Coordinator:
     async def _try_lead(self) -> None:
         if self.is_leader or self._connection is None:
             return
-        async with self._io:
-            won = await self._connection.fetchval(
-                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", _LEADER_LOCK
-            )
+        won = await self._query("SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                                _LEADER_LOCK)  # fmt: skip
         if won:
             await self._set_leader(True)
 
     async def _set_leader(self, leader: bool) -> None:
         self.is_leader = leader
         logger.info("this process is %s", "the leader" if leader else "no longer the leader")
-        await self._on_leadership(leader)
+        try:
+            await self._on_leadership(leader)
+        except Exception:  # the lock is still held: the leader's work retries on its own
+            logger.exception("taking up (or handing over) the leader's work failed")
+
+    def _lost(self, reason: str) -> None:
+        logger.warning("coordination connection lost (%s); retrying", reason)
+        self._chats.clear()
+        self.generation += 1  # drains of the old connection stop before their next update
+        if self._connection is not None:
+            self._connection.terminate()
+            self._connection = None
 
     async def _watch(self) -> None:
         """Check the connection; on loss give up leadership and chats, then reconnect."""
@@ -169,18 +227,12 @@ class Coordinator:
             try:
                 if self._connection is None:
                     await self._connect()
-                async with self._io:
-                    assert self._connection is not None
-                    await self._connection.fetchval("SELECT 1", timeout=RETRY_SECONDS * 3)
+                await self._query("SELECT 1")
                 await self._try_lead()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is unreachable: whatever we held is gone
-                logger.warning("coordination connection lost (%s); retrying", type(exc).__name__)
-                self._chats.clear()
-                if self._connection is not None:
-                    self._connection.terminate()
-                    self._connection = None
+                self._lost(str(exc) or type(exc).__name__)
                 if self.is_leader:
                     await self._set_leader(False)
 
@@ -193,7 +245,9 @@ class InboxDispatcher:
         inbox: UpdateInbox,
         coordinator: Coordinator,
         process: Callable[[dict[str, Any]], Awaitable[None]],
+        owner: str,
     ) -> None:
+        self._owner = owner  # this process's id, as its heartbeats name it
         self._inbox = inbox
         self._coordinator = coordinator
         self._process = process
@@ -204,6 +258,7 @@ class InboxDispatcher:
         # Chats another process was draining when last tried: it drains every update of the
         # chat before letting go, so they are left to it until the next sweep.
         self._elsewhere: dict[int, float] = {}
+        self._draining: set[int] = set()  # chats with a drain task alive (any generation)
 
     def wake(self) -> None:
         self._wake.set()
@@ -224,11 +279,13 @@ class InboxDispatcher:
             try:
                 now = asyncio.get_running_loop().time()
                 for chat_key in await self._inbox.pending_chats():
-                    if self._elsewhere.get(chat_key, 0.0) > now:
+                    if self._elsewhere.get(chat_key, 0.0) > now or chat_key in self._draining:
                         continue
-                    if await self._coordinator.lock_chat(chat_key):
+                    generation = await self._coordinator.lock_chat(chat_key)
+                    if generation is not None:
                         self._elsewhere.pop(chat_key, None)
-                        task = asyncio.create_task(self._drain(chat_key))
+                        self._draining.add(chat_key)
+                        task = asyncio.create_task(self._drain(chat_key, generation))
                         self._drains.add(task)
                         task.add_done_callback(self._drains.discard)
                     elif not self._coordinator.holds(chat_key):
@@ -241,11 +298,18 @@ class InboxDispatcher:
                 await asyncio.wait_for(self._wake.wait(), timeout=SWEEP_SECONDS)
             self._wake.clear()
 
-    async def _drain(self, chat_key: int) -> None:
+    async def _drain(self, chat_key: int, generation: int) -> None:
         try:
-            while not self._stopping:
-                row = await self._inbox.next_pending(chat_key)
+            # Stop as soon as the lock may be gone (a lost connection): another process may
+            # take the chat, and one chat is never processed in two places at once.
+            while not self._stopping and self._coordinator.holds(chat_key, generation):
+                row = await self._inbox.claim_next(
+                    chat_key, self._owner, ttl=CLAIM_TTL, live_since=utcnow() - STALE_AFTER
+                )
                 if row is None:
+                    break
+                if isinstance(row, Busy):  # another process is still on it (a lost lock)
+                    self._elsewhere[chat_key] = asyncio.get_running_loop().time() + SWEEP_SECONDS
                     break
                 try:
                     await self._process(json.loads(row.payload))
@@ -253,7 +317,8 @@ class InboxDispatcher:
                     logger.exception("update %s failed", row.update_id)
                 await self._inbox.mark_done(row.update_id)
         finally:
-            await self._coordinator.unlock_chat(chat_key)
+            self._draining.discard(chat_key)
+            await self._coordinator.unlock_chat(chat_key, generation)
             self.wake()  # an update stored while we unlocked is picked up at once
 
 
@@ -282,10 +347,13 @@ class Poller:
             self._task = None
 
     async def _run(self) -> None:
-        await self._bot.delete_webhook()
         offset: int | None = None
+        webhook_deleted = False
         while True:
             try:
+                if not webhook_deleted:  # polling and a webhook exclude each other
+                    await self._bot.delete_webhook()
+                    webhook_deleted = True
                 updates = await self._bot.get_updates(
                     offset=offset, timeout=self.timeout, allowed_updates=Update.ALL_TYPES
                 )
@@ -363,7 +431,9 @@ class Cluster:
         self.coordinator = Coordinator(
             database_url, on_notification=self._notified, on_leadership=self._leadership
         )
-        self.dispatcher = InboxDispatcher(self.inbox, self.coordinator, self._process)
+        self.dispatcher = InboxDispatcher(
+            self.inbox, self.coordinator, self._process, self.process_id
+        )
         self.poller = Poller(bot, self.inbox, self.dispatcher.wake, 30) if polling else None
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -444,6 +514,9 @@ class Cluster:
     async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
+            if self.is_leader and self.poller is not None and not self.poller.running:
+                logger.warning("the poller had stopped; starting it again")
+                self.poller.start()
             try:
                 await self._beat()
             except Exception as exc:

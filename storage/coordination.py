@@ -17,6 +17,13 @@ from storage.types import utcnow
 NOTIFY_CHANNEL = "crypto_invoice_bot"
 
 
+class Busy:
+    """Another live process is handling the update."""
+
+
+BUSY = Busy()
+
+
 class UpdateInbox:
     """PostgreSQL only: several processes share it (one process on SQLite needs no inbox)."""
 
@@ -65,25 +72,46 @@ class UpdateInbox:
             )
             return [int(key) for key in result.all()]
 
-    async def next_pending(self, chat_key: int) -> TelegramUpdateRow | None:
+    async def claim_next(
+        self, chat_key: int, owner: str, *, ttl: dt.timedelta, live_since: dt.datetime
+    ) -> TelegramUpdateRow | Busy | None:
+        """The chat's oldest unprocessed update, claimed for `owner`; BUSY while another
+        live process (seen since `live_since`) still holds an unexpired claim on it."""
+        now = utcnow()
         async with self._sessions() as session:
-            result = await session.exec(
-                select(TelegramUpdateRow)
-                .where(
-                    col(TelegramUpdateRow.chat_key) == chat_key,
-                    col(TelegramUpdateRow.done_at).is_(None),
+            row = (
+                await session.exec(
+                    select(TelegramUpdateRow)
+                    .where(
+                        col(TelegramUpdateRow.chat_key) == chat_key,
+                        col(TelegramUpdateRow.done_at).is_(None),
+                    )
+                    .order_by(col(TelegramUpdateRow.update_id))
+                    .limit(1)
+                    .with_for_update()
                 )
-                .order_by(col(TelegramUpdateRow.update_id))
-                .limit(1)
-            )
-            return result.first()
+            ).first()
+            if row is None:
+                return None
+            claimed = row.claimed_by not in (None, owner) and (row.claimed_until or now) > now
+            if claimed:
+                holder = await session.get(BotProcessRow, row.claimed_by)
+                if holder is not None and holder.seen_at >= live_since:
+                    await session.rollback()
+                    return BUSY
+            row.claimed_by, row.claimed_until = owner, now + ttl
+            session.add(row)
+            await session.commit()
+            return row
 
     async def mark_done(self, update_id: int) -> None:
+        """Done: only the id is kept (to recognise a re-send), not what the update said, which
+        may be a payer's name or date of birth."""
         async with self._sessions() as session:
             await session.exec(
                 update(TelegramUpdateRow)
                 .where(col(TelegramUpdateRow.update_id) == update_id)
-                .values(done_at=utcnow())
+                .values(done_at=utcnow(), payload="", claimed_by=None, claimed_until=None)
             )
             await session.commit()
 

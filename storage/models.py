@@ -216,6 +216,10 @@ class TelegramUpdateRow(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))
     received_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     done_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The process handling it now, until when: another process takes it over only once that
+    # process stops heartbeating or the claim runs out (a handler is never run twice at once).
+    claimed_by: str | None = Field(default=None, max_length=40)
+    claimed_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class BotProcessRow(SQLModel, table=True):

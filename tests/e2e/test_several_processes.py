@@ -9,16 +9,22 @@ callbacks and reconciliation on both processes tell the merchant once.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from bench.crash import BotProcess, bot_environment, free_port
 from bot.app import BotRuntime
+from bot.cluster import Coordinator, InboxDispatcher, asyncpg_connect_args
+from storage.coordination import ProcessRegistry, UpdateInbox
+from storage.engine import create_engine, create_session_factory, migrate
 from tests.conftest import MERCHANT_ID, POSTGRES_DATA_KEY, BotStarter
 from tests.e2e.flows import confirm, current, fill_basics
 from tests.e2e.payments import bot_url, cc_invoice_card, cc_token, post_cc
@@ -170,6 +176,19 @@ async def test_webhook_processes_keep_each_chats_order(
     assert len(cryptoprocessing.invoices) == 1
     assert "Invoice #1" in card.text
 
+    # What the merchant typed (a payer's name, their date of birth) does not stay in the
+    # inbox once handled: only the update ids do, to recognise a re-send.
+    async def kept() -> int:
+        async with a.engine.connect() as connection:
+            query = sa.text("SELECT count(*) FROM telegram_update WHERE payload <> ''")
+            return int((await connection.execute(query)).scalar() or 0)
+
+    for _ in range(50):
+        if await kept() == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await kept() == 0
+
 
 async def test_callbacks_and_reconciliation_on_two_processes_are_told_once(
     telegram: FakeTelegram, cryptocloud: FakeCryptoCloud, start_bot: BotStarter
@@ -202,3 +221,66 @@ async def test_callbacks_and_reconciliation_on_two_processes_are_told_once(
             await connection.execute(sa.text("SELECT count(*) FROM bot_process WHERE leader"))
         ).scalar()
     assert leaders == 1
+
+
+async def test_a_chat_is_never_handled_twice_at_once_when_a_coordination_link_drops(
+    database_url: str,
+) -> None:
+    """Process A is in the middle of an update (a slow provider call) when PostgreSQL drops
+    its coordination connection, and with it A's chat lock. B, still seeing A heartbeat,
+    leaves the update alone until A finishes it: it is handled once."""
+    engine = create_engine(database_url)
+    await migrate(engine, POSTGRES_DATA_KEY)
+    sessions = create_session_factory(engine)
+    inbox, registry = UpdateInbox(sessions, notify=True), ProcessRegistry(sessions)
+    await inbox.store(1, 42, json.dumps({"update_id": 1}))
+    runs: list[tuple[str, int]] = []
+    running: list[str] = []
+    overlaps: list[str] = []
+
+    def handler(name: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        async def handle(payload: dict[str, Any]) -> None:
+            overlaps.extend(running)
+            running.append(name)
+            runs.append((name, payload["update_id"]))
+            await asyncio.sleep(3)  # a provider call
+            running.remove(name)
+
+        return handle
+
+    async def heartbeats() -> None:
+        while True:
+            for name in ("A", "B"):
+                await registry.beat(name, "webhook", False)
+            await asyncio.sleep(1)
+
+    async def no_leadership(_leader: bool) -> None:
+        return None
+
+    beating = asyncio.create_task(heartbeats())
+    a = Coordinator(database_url, on_notification=lambda _: None, on_leadership=no_leadership)
+    b = Coordinator(database_url, on_notification=lambda _: None, on_leadership=no_leadership)
+    dispatchers = []
+    try:
+        await a.start()
+        dispatchers.append(InboxDispatcher(inbox, a, handler("A"), "A"))
+        dispatchers[-1].start()
+        await asyncio.sleep(0.5)
+        assert runs == [("A", 1)]
+        await b.start()
+        dispatchers.append(InboxDispatcher(inbox, b, handler("B"), "B"))
+        dispatchers[-1].start()
+        dsn, extra = asyncpg_connect_args(database_url)
+        admin = await asyncpg.connect(dsn, **extra)
+        assert a.server_pid is not None
+        await admin.execute("SELECT pg_terminate_backend($1)", a.server_pid)
+        await admin.close()
+        await asyncio.sleep(5)
+    finally:
+        for dispatcher in dispatchers:
+            await dispatcher.stop()
+        await a.stop()
+        await b.stop()
+        beating.cancel()
+        await engine.dispose()
+    assert runs == [("A", 1)] and overlaps == []

@@ -28,6 +28,8 @@ def upgrade() -> None:
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("received_at", storage.types.UTCDateTime(), nullable=False),
         sa.Column("done_at", storage.types.UTCDateTime(), nullable=True),
+        sa.Column("claimed_by", sa.String(length=40), nullable=True),
+        sa.Column("claimed_until", storage.types.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("update_id"),
     )
     op.create_index(
