@@ -306,7 +306,7 @@ class BotRuntime:
             self._process_lock.release()
         logger.info("bot stopped")
 
-    async def _recover_interrupted(self) -> None:
+    async def _recover_interrupted(self, *, release_leases: bool = True) -> None:
         """Attempts a stop left 'creating' become 'unknown' and are settled. With several
         processes, only those of a process no longer live, or older than any request could
         still be running (another process may be waiting for the provider's answer)."""
@@ -316,6 +316,7 @@ class BotRuntime:
             interrupted = await self.services.invoices.recover_interrupted(
                 dt.timedelta(seconds=2 * self.settings.provider_timeout_seconds + 5),
                 await self.cluster.live_processes(),
+                release_leases=release_leases,
             )
         if interrupted:
             logger.warning(
@@ -325,7 +326,7 @@ class BotRuntime:
     async def _housekeeping(self, _context: BotContext) -> None:
         """Leader job (several processes): a dead process's attempts are recovered, and
         processed updates are forgotten after a day."""
-        await self._recover_interrupted()
+        await self._recover_interrupted(release_leases=False)
         assert self.cluster is not None
         purged = await self.cluster.inbox.purge_done(utcnow() - dt.timedelta(days=1))
         if purged:
@@ -496,7 +497,7 @@ def build_runtime(
         payments=payments,
         max_body=settings.http_max_body_bytes,
         role=role,
-        is_ready=lambda: application.running,
+        is_ready=lambda: application.running and (cluster is None or cluster.started),
         telegram_secret=(
             settings.telegram_webhook_secret.get_secret_value()
             if webhook and settings.telegram_webhook_secret

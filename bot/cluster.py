@@ -436,6 +436,7 @@ class Cluster:
         )
         self.poller = Poller(bot, self.inbox, self.dispatcher.wake, 30) if polling else None
         self._heartbeat: asyncio.Task[None] | None = None
+        self.started = False
 
     @property
     def is_leader(self) -> bool:
@@ -455,6 +456,7 @@ class Cluster:
         await self.coordinator.start()
         await self._beat()
         self._heartbeat = asyncio.create_task(self._beat_forever(), name="heartbeat")
+        self.started = True  # /healthz: ready, and its role settled
 
     async def stop(self) -> None:
         if self._heartbeat is not None:

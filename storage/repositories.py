@@ -326,21 +326,29 @@ class InvoiceRepository:
         detail: str | None = None,
         status: str | None = None,
         replaces: Collection[str] = (),
+        only_if_outcome: str | None = None,
         **values: Any,
     ) -> InvoiceRow:
         """Update an invoice and append the matching history entry atomically.
 
         `status` is written only over no status or one of `replaces` (the statuses it ranks
         above): a callback that moved the invoice on while the create was answered wins.
+        With `only_if_outcome`, nothing changes unless the attempt's outcome is still that
+        (a compare-and-set: a create answered meanwhile is not marked interrupted).
         """
         async with self._sessions() as session:
             row = await session.get(InvoiceRow, invoice_id)
             if row is None:
                 raise LookupError(invoice_id)
             values["updated_at"] = utcnow()
-            await session.exec(
-                update(InvoiceRow).where(col(InvoiceRow.id) == invoice_id).values(**values)
-            )
+            where = [col(InvoiceRow.id) == invoice_id]
+            if only_if_outcome is not None:
+                where.append(col(InvoiceRow.outcome) == only_if_outcome)
+            changed = await session.exec(update(InvoiceRow).where(*where).values(**values))
+            if only_if_outcome is not None and not changed.rowcount:
+                await session.rollback()
+                await session.refresh(row)
+                return row
             if status is not None:
                 await session.exec(
                     update(InvoiceRow)

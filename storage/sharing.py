@@ -126,11 +126,24 @@ class ShareRepository:
             return result.all()
 
     async def claim_reminder(self, view_id: int) -> bool:
-        """Mark a view reminded; False if it was already (each reminder is sent once)."""
+        """Mark a view reminded; False if it was already (each reminder is sent once), or if
+        its invoice is paid, cancelled or expired by now (never a reminder after paid)."""
+        still_open = (
+            select(col(InvoiceRow.id))
+            .where(
+                col(InvoiceRow.id) == col(InvoiceViewRow.invoice_id),
+                col(InvoiceRow.status).in_((*UNPAID, "partial")),
+            )
+            .exists()
+        )
         async with self._sessions() as session:
             result = await session.exec(
                 update(InvoiceViewRow)
-                .where(col(InvoiceViewRow.id) == view_id, col(InvoiceViewRow.reminded_at).is_(None))
+                .where(
+                    col(InvoiceViewRow.id) == view_id,
+                    col(InvoiceViewRow.reminded_at).is_(None),
+                    still_open,
+                )
                 .values(reminded_at=utcnow())
             )
             await session.commit()

@@ -292,6 +292,10 @@ async def _create_inline(
         )
     except SubmitError as exc:
         logger.info("inline invoice not created (%s)", exc.key)
+        attempt = await context.services.sharing.inline_attempt(inline_id)
+        if attempt is not None:  # the answer was lost: the card waits for the settle
+            await _edit_inline(context.bot, inline_id, t("inline-checking"), None)
+            return attempt
         await _edit_inline(context.bot, inline_id, t("inline-failed"), None)
         return None
     return submission.invoice

@@ -450,12 +450,15 @@ class InvoiceService:
         self,
         older_than: dt.timedelta = dt.timedelta(seconds=0),
         live_processes: Collection[str] | None = None,
+        *,
+        release_leases: bool = True,
     ) -> int:
         """Attempts a crash left in 'creating' become 'unknown', settled once the request
         could no longer be running at the provider; settle leases a crash left behind are
         released (no more than the provider's own wait remains). With several processes,
         an attempt is interrupted once it is `older_than` or its process is not live."""
-        await self._invoices.cap_settle_after(utcnow() + self._wait_window, PARKED)
+        if release_leases:  # at start-up only: later, a lease may belong to a live settle
+            await self._invoices.cap_settle_after(utcnow() + self._wait_window, PARKED)
         now = utcnow()
         rows = [
             row
@@ -463,18 +466,21 @@ class InvoiceService:
             if row.updated_at < now - older_than
             or (live_processes is not None and row.owner not in live_processes)
         ]
+        interrupted = 0
         for row in rows:
             assert row.id is not None
-            await self._invoices.record(
+            recorded = await self._invoices.record(
                 row.id,
                 event="interrupted",
                 outcome=InvoiceOutcome.UNKNOWN.value,
                 settle_after=row.updated_at + self._wait_window,
                 detail="bot stopped during the provider call",
+                only_if_outcome=InvoiceOutcome.CREATING.value,  # not one answered meanwhile
             )
-        if rows:
+            interrupted += recorded.outcome == InvoiceOutcome.UNKNOWN.value
+        if interrupted:
             self.on_unsettled()
-        return len(rows)
+        return interrupted
 
     async def page(
         self, *, page: int, per_page: int, merchant_id: int | None

@@ -29,6 +29,10 @@ BUSINESS_WINDOW = dt.timedelta(hours=24)  # Telegram: the customer wrote within 
 _DEAD = {PaymentStatus.EXPIRED, PaymentStatus.CANCELLED, PaymentStatus.FAILED}
 
 
+def _inline_digest(inline_message_id: str) -> str:
+    return hashlib.sha256(f"inline:{inline_message_id}".encode()).hexdigest()
+
+
 def new_token() -> str:
     """32 characters of A-Za-z0-9_-: fits Telegram's 64-character start parameter."""
     return secrets.token_urlsafe(24)
@@ -169,7 +173,7 @@ class ShareService:
         card: the draft's id is derived from the card's inline_message_id."""
         if not order.complete:
             raise SubmitError("error-draft-incomplete", retry=False)
-        digest = hashlib.sha256(f"inline:{inline_message_id}".encode()).hexdigest()
+        digest = _inline_digest(inline_message_id)
         draft_id = digest[:16]
         if not await self._invoices.owns(draft_id, merchant_id):
             draft = Draft(
@@ -187,6 +191,10 @@ class ShareService:
             )
             await self._drafts.start(draft)
         return await self._invoices.submit(draft_id, merchant_id)
+
+    async def inline_attempt(self, inline_message_id: str) -> InvoiceRow | None:
+        """The attempt behind a posted card whose create is still being settled, if any."""
+        return await self._invoices.unsettled(_inline_digest(inline_message_id)[:16])
 
     # -- Telegram Business ----------------------------------------------------------------
 
