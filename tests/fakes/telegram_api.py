@@ -2313,6 +2313,14 @@ class FakeUser:
             raise AssertionError(f"the bot has sent nothing to user {self.id}")
         return messages[-1]
 
+    def newest(self, containing: str) -> BotMessage:
+        """The newest message in this chat whose text contains `containing` (another message,
+        say a background notice, may have arrived after it)."""
+        for message in reversed(self._fake.chat_messages(self.chat_id)):
+            if containing in message.text:
+                return message
+        raise AssertionError(f"no message with {containing!r} in the chat of user {self.id}")
+
     def messages_since(self, update_id: int) -> list[BotMessage]:
         """What the bot sent or edited, after ``update_id``, in the chat of that update."""
         return self._fake._messages_since(update_id)
