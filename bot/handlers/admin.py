@@ -7,19 +7,10 @@ from telegram.constants import ParseMode
 
 from bot.handlers import render
 from bot.handlers.callback_data import ListPage, parse_callback_data
-from bot.handlers.context import BotContext, role_of, texts_for
+from bot.handlers.context import BotContext, merchant_scope, texts_for
 from bot.handlers.telegram_io import answer, edit
-from bot.services.access import Role
 
 PER_PAGE = 10
-
-
-def _scope(update: Update, context: BotContext) -> int | None:
-    """None means all merchants (admins); otherwise the caller's own id."""
-    if role_of(update, context) is Role.ADMIN:
-        return None
-    assert update.effective_user is not None
-    return update.effective_user.id
 
 
 async def _page(
@@ -27,10 +18,10 @@ async def _page(
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     t = texts_for(update, context)
     rows, total = await context.services.invoices.page(
-        page=page, per_page=PER_PAGE, merchant_id=_scope(update, context)
+        page=page, per_page=PER_PAGE, merchant_id=merchant_scope(update, context)
     )
     pages = max(1, -(-total // PER_PAGE))
-    admin = _scope(update, context) is None
+    admin = merchant_scope(update, context) is None
     text = render.invoice_list(t, rows, page, pages, admin=admin)
     return text, render.list_keyboard(t, page, pages)
 
@@ -66,7 +57,7 @@ async def show_invoice(update: Update, context: BotContext) -> None:
         await update.effective_chat.send_message(t("invoice-usage"), parse_mode=ParseMode.HTML)
         return
     services = context.services
-    invoice = await services.invoices.find(args[0], merchant_id=_scope(update, context))
+    invoice = await services.invoices.find(args[0], merchant_id=merchant_scope(update, context))
     if invoice is None or invoice.id is None:
         await update.effective_chat.send_message(
             t("invoice-not-found", ref=args[0][:40]), parse_mode=ParseMode.HTML

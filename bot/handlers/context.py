@@ -59,3 +59,12 @@ def texts_for(update: Update, context: BotContext) -> Texts:
 def role_of(update: Update, context: BotContext) -> Role | None:
     user = update.effective_user
     return context.services.access.role(user.id if user else None)
+
+
+def merchant_scope(update: Update, context: BotContext) -> int | None:
+    """Whose invoices and customers the caller may see: None for every merchant's (admins),
+    otherwise the caller's own id."""
+    if role_of(update, context) is Role.ADMIN:
+        return None
+    assert update.effective_user is not None
+    return update.effective_user.id

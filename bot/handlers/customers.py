@@ -11,22 +11,13 @@ from telegram.constants import ParseMode
 
 from bot.handlers import render
 from bot.handlers.callback_data import CustomerButton, parse_callback_data
-from bot.handlers.context import BotContext, role_of, texts_for
+from bot.handlers.context import BotContext, merchant_scope, texts_for
 from bot.handlers.formatting import when
 from bot.handlers.telegram_io import answer, edit
 from bot.i18n import Html, Texts
-from bot.services.access import Role
 from bot.services.customers import CustomerEntry
 
 SHOWN = 50
-
-
-def _scope(update: Update, context: BotContext) -> int | None:
-    """None: every merchant's customers (admins); otherwise the caller's own."""
-    if role_of(update, context) is Role.ADMIN:
-        return None
-    assert update.effective_user is not None
-    return update.effective_user.id
 
 
 def _who(t: Texts, entry: CustomerEntry) -> Html:
@@ -48,7 +39,7 @@ async def list_customers(update: Update, context: BotContext) -> None:
     """The newest customers, masked (the list may be read over a shoulder or in a group)."""
     t = texts_for(update, context)
     assert update.effective_chat is not None
-    scope = _scope(update, context)
+    scope = merchant_scope(update, context)
     entries, total = await context.services.customers.entries(scope, limit=SHOWN)
     text: str
     if not entries:
@@ -70,7 +61,7 @@ async def forget_command(update: Update, context: BotContext) -> None:
     if not number.isdigit() or not 0 < int(number) < 10**12:
         await update.effective_chat.send_message(t("forget-usage"), parse_mode=ParseMode.HTML)
         return
-    entry = await context.services.customers.entry(int(number), _scope(update, context))
+    entry = await context.services.customers.entry(int(number), merchant_scope(update, context))
     text: str
     if entry is None:
         text, markup = t("customer-not-found", id=int(number)), None
@@ -103,7 +94,7 @@ async def forget_button(update: Update, context: BotContext) -> None:
         await edit(query, t("forget-kept", id=button.customer_id))
         return
     customers = context.services.customers
-    scope = _scope(update, context)
+    scope = merchant_scope(update, context)
     entry = await customers.entry(button.customer_id, scope)
     if entry is None:
         await edit(query, t("customer-not-found", id=button.customer_id))

@@ -16,7 +16,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from bot.domain import Customer, PaymentStatus
 from bot.handlers import reach, render
 from bot.handlers.callback_data import InvoiceButton, parse_callback_data
-from bot.handlers.context import BotContext, BotServices, role_of, texts_for
+from bot.handlers.context import BotContext, BotServices, merchant_scope, role_of, texts_for
 from bot.handlers.telegram_io import answer
 from bot.i18n import Texts
 from bot.services.access import Role
@@ -327,8 +327,7 @@ class Settler(BackgroundLoop):
 
 
 async def _find(update: Update, context: BotContext, ref: str) -> InvoiceRow | None:
-    scope = None if role_of(update, context) is Role.ADMIN else update.effective_user.id  # type: ignore[union-attr]
-    return await context.services.invoices.find(ref, merchant_id=scope)
+    return await context.services.invoices.find(ref, merchant_id=merchant_scope(update, context))
 
 
 async def _run_action(update: Update, context: BotContext, action: str, ref: str) -> str:

@@ -24,7 +24,7 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.domain import PaymentStatus
 from bot.handlers import render
-from bot.handlers.callback_data import BusinessSend, InvoiceButton, PayerButton, parse_callback_data
+from bot.handlers.callback_data import BusinessSend, PayerButton, parse_callback_data
 from bot.handlers.context import BotContext, BotServices, role_of, texts_for
 from bot.handlers.formatting import money, when
 from bot.handlers.telegram_io import answer, edit
@@ -512,9 +512,3 @@ async def send_reminder(
         return False
     except TelegramError:
         raise
-
-
-def invoice_of_button(update: Update) -> InvoiceButton | None:
-    query = update.callback_query
-    button = parse_callback_data(query.data if query else None)
-    return button if isinstance(button, InvoiceButton) else None

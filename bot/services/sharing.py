@@ -46,7 +46,6 @@ class InlineOrder:
     currency: str | None = None
     title: str | None = None
     share: InvoiceRow | None = None
-    error: InputError | None = None  # why the line is not an invoice yet
 
     @property
     def complete(self) -> bool:
@@ -153,10 +152,9 @@ class ShareService:
         if line.amount is not None and currency is not None:
             try:  # more decimals than the currency has: refused here as /new refuses it
                 check_amount_precision(line.amount, currency.decimals, currency.code)
-            except InputError as exc:
-                return InlineOrder(None, line.currency, line.title, error=exc)
-        error = line.errors[0] if line.errors else None
-        return InlineOrder(line.amount, line.currency, line.title, error=error)
+            except InputError:
+                return InlineOrder(None, line.currency, line.title)
+        return InlineOrder(line.amount, line.currency, line.title)
 
     async def recent_customers(self, merchant_id: int, limit: int = 8) -> list[Customer]:
         return await self._customers.recent(merchant_id, limit)
